@@ -1,0 +1,91 @@
+"""The one audit hook.
+
+Every transaction an actor handles or initiates, and every security event a transport sees, is reported by one
+call: ``audit.emit(AuditRecord(...))``. The record is a plain description (event, action, outcome, participants,
+objects); turning it into a DICOM AuditMessage, queueing it durably and shipping it over syslog are the sinks'
+business, registered as pluggy plugins implementing ``ihe_audit_record``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pluggy
+
+from ..plugins import create_plugin_manager
+
+__all__ = ["AuditRecord", "Participant", "ParticipantObject", "AuditHook", "SECURITY_ALERT", "Code"]
+
+log = logging.getLogger("ihe_engine.audit")
+
+Code = tuple[str, str, str]
+"""A coded value: (code, codeSystemName, displayName)."""
+
+SECURITY_ALERT: Code = ("110113", "DCM", "Security Alert")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Participant:
+    user_id: str
+    is_requestor: bool
+    role: Code | None = None
+    alternative_user_id: str | None = None
+    user_name: str | None = None
+    network_access_point: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticipantObject:
+    object_id: str
+    type_code: int
+    type_code_role: int
+    id_type: Code
+    name: str | None = None
+    query: bytes | None = None
+    details: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    event_id: Code
+    action: str
+    outcome: int = 0
+    event_types: tuple[Code, ...] = ()
+    outcome_description: str | None = None
+    participants: tuple[Participant, ...] = ()
+    objects: tuple[ParticipantObject, ...] = ()
+    transaction: str | None = None
+    when: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __post_init__(self) -> None:
+        if self.action not in ("C", "R", "U", "D", "E"):
+            raise ValueError(f"EventActionCode must be C, R, U, D or E, not {self.action!r}")
+        if self.outcome not in (0, 4, 8, 12):
+            raise ValueError(f"EventOutcomeIndicator must be 0, 4, 8 or 12, not {self.outcome!r}")
+
+
+class AuditHook:
+    """Hands each record to every registered sink; a failing sink is logged, never raised to the caller."""
+
+    def __init__(self, plugin_manager: pluggy.PluginManager | None = None) -> None:
+        self._pm = plugin_manager or create_plugin_manager()
+
+    def emit(self, record: AuditRecord) -> None:
+        try:
+            self._pm.hook.ihe_audit_record(record=record)
+        except Exception:  # an audit sink must never break the transaction it observes
+            log.exception("audit sink failed for event %s", record.event_id[0])
+
+    def security_alert(self, *, description: str, peer: str, node: str, outcome: int = 4) -> None:
+        """Report a node-authentication failure (ITI-19) as a Security Alert."""
+        self.emit(AuditRecord(
+            event_id=SECURITY_ALERT, action="E", outcome=outcome,
+            event_types=(("110126", "DCM", "Node Authentication"),),
+            outcome_description=description,
+            participants=(
+                Participant(user_id=peer, is_requestor=True, network_access_point=peer.rsplit(":", 1)[0]),
+                Participant(user_id=node, is_requestor=False),
+            ),
+        ))

@@ -1,0 +1,119 @@
+"""Wiring, in one place: the runtime, the routing tables, and the listeners on already-bound sockets.
+
+Each actor issue adds its transactions here (an HL7 route per message type, a SOAP operation per wsa:Action),
+so a reader sees in one file what the engine serves where.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from twisted.python.threadpool import ThreadPool
+
+from .audit import AuditHook
+from .audit.sinks import LogAuditSink
+from .config import Settings
+from .plugins import create_plugin_manager
+from .runtime import Runtime
+from .storage import Database
+from .storage.blobstore import BlobStore
+
+__all__ = ["build_runtime", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
+
+log = logging.getLogger("ihe_engine.bootstrap")
+WSDL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "wsdl"
+
+
+def build_runtime(settings: Settings, reactor: Any, *, threads: int = 10) -> Runtime:
+    threadpool = ThreadPool(minthreads=1, maxthreads=threads, name="ihe-blocking")
+    threadpool.start()
+    reactor.addSystemEventTrigger("during", "shutdown", threadpool.stop)
+    plugins = create_plugin_manager()
+    plugins.register(LogAuditSink(), name="log-audit-sink")
+    return Runtime(settings=settings, db=Database(settings.database_url), audit=AuditHook(plugins),
+                   blobs=BlobStore(settings.blob_dir), reactor=reactor, threadpool=threadpool)
+
+
+def hl7_routes(runtime: Runtime) -> list:
+    """HL7 v2 message types the MLLP listener serves (the PIX/PDQ and LTW issues add theirs)."""
+    return []
+
+
+def _wsdl(name: str) -> bytes | None:
+    path = WSDL_DIR / name
+    return path.read_bytes() if path.is_file() else None
+
+
+def soap_endpoints(runtime: Runtime) -> dict:
+    """SOAP endpoints by path; the XDS and PIX/PDQ issues register their operations on them."""
+    from .soap.endpoint import SoapEndpoint
+
+    settings = runtime.settings
+    common = {"max_body": settings.max_soap_body, "spool_dir": settings.spool_dir}
+    return {
+        "xds/registry": SoapEndpoint("xds-registry", runtime, wsdl=_wsdl("XDS.b_DocumentRegistry.wsdl"), **common),
+        "xds/repository": SoapEndpoint("xds-repository", runtime, wsdl=_wsdl("XDS.b_DocumentRepository.wsdl"),
+                                       **common),
+        "pix": SoapEndpoint("pix", runtime, wsdl=_wsdl("PIXManager.wsdl"), **common),
+        "pdq": SoapEndpoint("pdq", runtime, wsdl=_wsdl("PDQSupplier.wsdl"), **common),
+    }
+
+
+def _on_syslog_message(message: Any, peer: str) -> None:
+    log.info("syslog message from %s: app=%s msgid=%s %d bytes", peer, message.app_name, message.msgid,
+             len(message.msg))
+
+
+def _on_syslog_invalid(raw: bytes, peer: str, error: Exception) -> None:
+    log.warning("invalid syslog message from %s (%d bytes): %s", peer, len(raw), error)
+
+
+def start_listeners(runtime: Runtime, sockets: list) -> list:
+    """Adopt each bound socket into the reactor with its protocol factory, TLS-wrapped when configured."""
+    from .hl7v2.dispatch import Hl7Dispatcher
+    from .transport.mllp_twisted import MLLPServerFactory
+    from .transport.syslog_twisted import SyslogDatagramProtocol, SyslogStreamFactory
+    from .web.request import BoundedSite
+    from .web.site import build_root
+
+    settings, reactor = runtime.settings, runtime.reactor
+    secure = _tls_wrapper(runtime)
+    factories = {
+        "http": BoundedSite(build_root(runtime, soap_endpoints(runtime)), max_body=settings.max_soap_body,
+                            spool_dir=settings.spool_dir),
+        "mllp": MLLPServerFactory(Hl7Dispatcher(runtime, hl7_routes(runtime)),
+                                  max_message_size=settings.max_mllp_message, idle_timeout=settings.mllp_idle_timeout),
+        "audit-tcp": SyslogStreamFactory(_on_syslog_message, on_invalid=_on_syslog_invalid,
+                                         listener_name="audit-tls" if settings.tls_enabled else "audit-tcp"),
+    }
+    ports = []
+    for bound in sockets:
+        if bound.kind == "stream":
+            factory = secure(factories[bound.name], bound.name)
+            ports.append(reactor.adoptStreamPort(bound.sock.fileno(), bound.family, factory))
+        else:
+            protocol = SyslogDatagramProtocol(_on_syslog_message, on_invalid=_on_syslog_invalid,
+                                              listener_name=bound.name)
+            ports.append(reactor.adoptDatagramPort(bound.sock.fileno(), bound.family, protocol,
+                                                   maxPacketSize=65535))
+    return ports
+
+
+def _tls_wrapper(runtime: Runtime):  # type: ignore[no-untyped-def]
+    settings = runtime.settings
+    if not settings.tls_enabled:
+        return lambda factory, _name: factory
+    from .transport.tls import TLSConfig, wrap_server_factory
+
+    config = TLSConfig.from_settings(settings)
+
+    def wrap(factory, name):  # type: ignore[no-untyped-def]
+        def on_failure(peer: str, reason: str) -> None:
+            log.warning("TLS handshake refused on %s from %s: %s", name, peer, reason)
+            runtime.audit.security_alert(description=f"{name}: {reason}", peer=peer, node=runtime.node_name)
+
+        return wrap_server_factory(factory, config, on_failure)
+
+    return wrap

@@ -1,0 +1,62 @@
+"""Shared fixtures.
+
+- ``database``: a fresh, migrated store, once on SQLite and once on PostgreSQL (the latter when IHE_TEST_PG_URL
+  is set; otherwise that variant skips, saying why). Each PostgreSQL test gets its own database.
+- ``corpus_dir``: ../shared/corpus, or a skip naming the missing folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ihe_engine.storage import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("IHE_CORPUS_DIR", ROOT.parent / "shared" / "corpus"))
+
+
+def _postgres_database():
+    admin_url = os.environ.get("IHE_TEST_PG_URL")
+    if not admin_url:
+        pytest.skip("PostgreSQL variant: set IHE_TEST_PG_URL=postgresql+psycopg://... to run it (.ci/run does)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"ihe_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+
+    def drop() -> None:
+        db.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return db, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        db, cleanup = Database(f"sqlite:///{tmp_path / 'engine.sqlite3'}"), None
+    else:
+        db, cleanup = _postgres_database()
+    db.upgrade()
+    yield db
+    if cleanup:
+        cleanup()
+    else:
+        db.dispose()
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"public conformance corpus not found at {CORPUS}")
+    return CORPUS

@@ -1,0 +1,1 @@
+"""``python -m bench``: the benchmark harness from a source checkout (same as ``ihe-engine bench``)."""

@@ -35,9 +35,39 @@ class Runtime:
     threadpool: ThreadPool
     node_name: str = field(default_factory=socket.getfqdn)
     process_id: str = field(default_factory=lambda: str(os.getpid()))
+    _in_flight: set = field(default_factory=set, repr=False)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db.sessions)
 
     def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Deferred[T]":
-        return deferToThreadPool(self.reactor, self.threadpool, fn, *args, **kwargs)
+        deferred = deferToThreadPool(self.reactor, self.threadpool, fn, *args, **kwargs)
+        self._in_flight.add(deferred)
+
+        def forget(result: Any) -> Any:
+            self._in_flight.discard(deferred)
+            return result
+
+        return deferred.addBoth(forget)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def drain(self, timeout: float = 30.0, poll: float = 0.05) -> "Deferred[int]":
+        """Fire once no blocking work is in flight (or after ``timeout``), with the count still running.
+
+        Called at shutdown after the listeners stopped, so answers to work already committed still reach
+        their peers before the reactor drops the connections.
+        """
+        from twisted.internet.task import deferLater
+
+        deadline = self.reactor.seconds() + timeout
+
+        def check() -> "Deferred[int] | int":
+            if not self._in_flight or self.reactor.seconds() >= deadline:
+                # one more short pause lets the answers written by the last callbacks flush
+                return deferLater(self.reactor, poll, lambda: len(self._in_flight))
+            return deferLater(self.reactor, poll, check)
+
+        return deferLater(self.reactor, 0, check)

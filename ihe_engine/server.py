@@ -137,16 +137,25 @@ def _serve_in_process(settings: Settings, sockets: list[BoundSocket], *, announc
         log.info("serving with pid %d", os.getpid())
 
     reactor.callWhenRunning(_ready)
-    reactor.addSystemEventTrigger("before", "shutdown", _stop_listening, ports)
+    reactor.addSystemEventTrigger("before", "shutdown", _stop_listening, ports, runtime)
     reactor.run()
     return 0
 
 
-def _stop_listening(ports: list) -> object:
+def _stop_listening(ports: list, runtime) -> object:  # type: ignore[no-untyped-def]
+    """Refuse new connections, then wait for in-flight work so its answers go out before connections drop."""
     from twisted.internet.defer import DeferredList, maybeDeferred
 
-    log.info("stopping: no new connections, finishing in-flight work")
-    return DeferredList([maybeDeferred(port.stopListening) for port in ports], consumeErrors=True)
+    log.info("stopping: no new connections; %d blocking tasks in flight", runtime.in_flight)
+    stopped = DeferredList([maybeDeferred(port.stopListening) for port in ports], consumeErrors=True)
+
+    def drained(left: int) -> None:
+        if left:
+            log.warning("stopping with %d tasks still running; their transactions roll back", left)
+        else:
+            log.info("in-flight work finished")
+
+    return stopped.addCallback(lambda _: runtime.drain()).addCallback(drained)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -53,11 +53,11 @@ def soap_endpoints(runtime: Runtime) -> dict:
     settings = runtime.settings
     common = {"max_body": settings.max_soap_body, "spool_dir": settings.spool_dir}
     return {
-        "xds/registry": SoapEndpoint("xds-registry", runtime, wsdl=_wsdl("XDS.b_DocumentRegistry.wsdl"), **common),
-        "xds/repository": SoapEndpoint("xds-repository", runtime, wsdl=_wsdl("XDS.b_DocumentRepository.wsdl"),
+        "xds/registry": SoapEndpoint("xds-registry", runtime, wsdl=_wsdl("xds-registry.wsdl"), **common),
+        "xds/repository": SoapEndpoint("xds-repository", runtime, wsdl=_wsdl("xds-repository.wsdl"),
                                        **common),
-        "pix": SoapEndpoint("pix", runtime, wsdl=_wsdl("PIXManager.wsdl"), **common),
-        "pdq": SoapEndpoint("pdq", runtime, wsdl=_wsdl("PDQSupplier.wsdl"), **common),
+        "pix": SoapEndpoint("pix", runtime, wsdl=None, **common),
+        "pdq": SoapEndpoint("pdq", runtime, wsdl=None, **common),
     }
 
 

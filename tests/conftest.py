@@ -3,6 +3,7 @@
 - ``database``: a fresh, migrated store, once on SQLite and once on PostgreSQL (the latter when IHE_TEST_PG_URL
   is set; otherwise that variant skips, saying why). Each PostgreSQL test gets its own database.
 - ``corpus_dir``: ../shared/corpus, or a skip naming the missing folder.
+- ``reactor_thread``: the Twisted reactor running in a background thread (session-wide) for loopback tests.
 """
 
 from __future__ import annotations
@@ -60,3 +61,32 @@ def corpus_dir() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"public conformance corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def reactor_thread():
+    """The global Twisted reactor running in a daemon thread for the whole session.
+
+    Tests talk to it with ``reactor.callFromThread`` and ``twisted.internet.threads.blockingCallFromThread``;
+    it is stopped once, at the end (a reactor cannot be restarted).
+    """
+    import threading
+
+    from twisted.internet import reactor
+
+    thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, name="reactor",
+                              daemon=True)
+    thread.start()
+    yield reactor
+    reactor.callFromThread(reactor.stop)
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test PKI (tests/pki.py): CA bundle, CRL, server, good/expired/unknown-CA/no-SAN/revoked client certs."""
+    try:
+        from .pki import make_pki
+    except ImportError:  # tests/ is not a package: pytest put it on sys.path
+        from pki import make_pki
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -1,0 +1,530 @@
+"""ITI-19 node authentication: one TLS configuration for every listener and client.
+
+:class:`TLSConfig` names this node's certificate and key, the CA bundle whose peers are trusted, optional pinned
+leaf fingerprints and an optional CRL. From it come pyOpenSSL contexts that:
+
+* refuse anything below TLS 1.2 (BCP195; TLS 1.0/1.1 are retired);
+* offer, in TLS 1.2, exactly the four suites of IHE ITI-19 / BCP195: ECDHE-RSA and DHE-RSA with AES-128/256-GCM
+  (DHE uses the RFC 7919 ffdhe2048 group). TLS 1.3 is allowed too, limited to its AES-GCM suites
+  (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384), which BCP195 (RFC 9325) recommends;
+* authenticate both sides (``VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT``) against the CA bundle, check the CRL when
+  one is configured (leaf certificates, ``CRL_CHECK``), require the leaf's SHA-256 to be pinned when pins are
+  configured, and refuse a leaf without subjectAltName (Twisted does not check this);
+* for clients, check the server name against the certificate (RFC 6125, service_identity) only when
+  ``verify_hostname`` is set: IHE deployments often address nodes by IP or alias, so it is an option.
+
+Every refused handshake is reported once through ``on_failure(peer, reason)`` by the protocol that
+:func:`wrap_server_factory` / :func:`listen_tls` put around the application factory; the reason is the most precise
+one known: the certificate check that failed (recorded by the verify callback), else the OpenSSL error, else the
+alert we sent. A TCP connection that closes without sending a byte (a port probe, a load-balancer check) is
+not a handshake attempt and is not reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import ipaddress
+import logging
+import os
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL, crypto
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "BCP195_CIPHERS",
+    "TLS13_CIPHERSUITES",
+    "TLSConfig",
+    "PeerIdentity",
+    "OnFailure",
+    "certificate_sha256",
+    "identity_of",
+    "peer_identity",
+    "server_context",
+    "client_context",
+    "ServerConnectionCreator",
+    "ClientConnectionCreator",
+    "server_connection_creator",
+    "client_connection_creator",
+    "describe_handshake_failure",
+    "ReportingTLSFactory",
+    "wrap_server_factory",
+    "security_alert_reporter",
+    "listen_tls",
+]
+
+log = logging.getLogger("ihe_engine.transport.tls")
+
+BCP195_CIPHERS = ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                  "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384")
+TLS13_CIPHERSUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384")
+
+OnFailure = Callable[[str, str], None]
+"""``on_failure(peer, reason)``: peer is ``host:port``, reason a sentence for a person."""
+
+
+# --------------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLSConfig:
+    cert: Path
+    key: Path
+    ca: Path
+    pinned_sha256: tuple[str, ...] = ()
+    crl: Path | None = None
+    verify_hostname: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pinned_sha256", tuple(_normalize_pin(pin) for pin in self.pinned_sha256))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "TLSConfig":
+        """From :class:`ihe_engine.config.Settings`; ``tls_crl`` / ``tls_verify_hostname`` may come from extra."""
+        if settings.tls_cert is None or settings.tls_key is None or settings.tls_ca is None:
+            raise ConfigurationError("TLS needs --tls-cert, --tls-key and --tls-ca")
+        extra = getattr(settings, "extra", {}) or {}
+        crl = extra.get("tls_crl")
+        return cls(cert=Path(settings.tls_cert), key=Path(settings.tls_key), ca=Path(settings.tls_ca),
+                   pinned_sha256=tuple(settings.tls_pinned), crl=Path(crl) if crl else None,
+                   verify_hostname=bool(extra.get("tls_verify_hostname", False)))
+
+
+def _normalize_pin(pin: str) -> str:
+    value = pin.replace(":", "").strip().lower()
+    if len(value) != 64 or any(char not in "0123456789abcdef" for char in value):
+        raise ConfigurationError(f"pinned fingerprint {pin!r} is not a SHA-256 in hex (64 digits, colons allowed)")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerIdentity:
+    """Who the peer proved to be, for audit records (ActiveParticipant, Security Alert details)."""
+
+    subject: str
+    common_name: str | None
+    issuer: str
+    sha256: str
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+
+
+def _as_cryptography(cert: x509.Certificate | crypto.X509) -> x509.Certificate:
+    return cert.to_cryptography() if isinstance(cert, crypto.X509) else cert
+
+
+def certificate_sha256(cert: x509.Certificate | crypto.X509) -> str:
+    """Lower-case hex SHA-256 of the DER certificate, the form pins are compared in."""
+    return hashlib.sha256(_as_cryptography(cert).public_bytes(Encoding.DER)).hexdigest()
+
+
+def _subject_alt_names(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def identity_of(cert: x509.Certificate | crypto.X509) -> PeerIdentity:
+    cert = _as_cryptography(cert)
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    san = _subject_alt_names(cert)
+    return PeerIdentity(
+        subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(),
+        common_name=str(names[0].value) if names else None,
+        dns_names=tuple(san.get_values_for_type(x509.DNSName)) if san else (),
+        ip_addresses=tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress)) if san else (),
+        uris=tuple(san.get_values_for_type(x509.UniformResourceIdentifier)) if san else (),
+        sha256=certificate_sha256(cert))
+
+
+def peer_identity(transport: Any) -> PeerIdentity | None:
+    """The authenticated peer of a TLS transport (``protocol.transport``), or None before the handshake."""
+    get_certificate = getattr(transport, "getPeerCertificate", None)
+    cert = get_certificate() if get_certificate else None
+    return identity_of(cert) if cert is not None else None
+
+
+# --------------------------------------------------------------------------------------------------- handshakes
+
+
+class _Handshake:
+    """What one connection's handshake learnt: the first refusal reason, whether it completed, if reported."""
+
+    __slots__ = ("verify_reason", "alert_sent", "completed", "reported", "__weakref__")
+
+    def __init__(self) -> None:
+        self.verify_reason: str | None = None
+        self.alert_sent: int | None = None
+        self.completed = False
+        self.reported = False
+
+
+_HANDSHAKES: "weakref.WeakKeyDictionary[SSL.Connection, _Handshake]" = weakref.WeakKeyDictionary()
+
+_VERIFY_ERRORS = {
+    2: "its issuer is not a trusted CA",
+    3: "the CRL of its issuer is not available",
+    7: "its signature is invalid",
+    9: "it is not yet valid",
+    10: "it has expired",
+    11: "the CRL is not yet valid",
+    12: "the CRL has expired",
+    18: "it is self-signed and not trusted",
+    19: "its chain ends in an untrusted self-signed CA",
+    20: "it was issued by an unknown CA (issuer not in the trusted bundle)",
+    21: "its signature cannot be verified against a trusted CA",
+    23: "it has been revoked",
+    24: "an issuer in its chain is not a CA",
+    26: "it is not valid for this purpose (extended key usage)",
+}
+
+_SSL_ERRORS = {
+    "unsupported protocol": "peer offered only TLS versions older than 1.2 (TLS 1.0/1.1 are refused)",
+    "wrong ssl version": "peer offered only TLS versions older than 1.2 (TLS 1.0/1.1 are refused)",
+    "peer did not return a certificate": "peer presented no client certificate (mutual TLS is required)",
+    "no shared cipher": "no cipher suite in common (only the BCP195 AES-GCM suites are accepted)",
+    "http request": "peer spoke plain HTTP on a TLS port",
+    "wrong version number": "peer did not speak TLS",
+    "tlsv1 alert unknown ca": "peer does not trust our certificate (unknown CA)",
+    "tlsv13 alert certificate required": "peer requires a client certificate",
+}
+
+_ALERTS = {
+    40: "handshake failure", 42: "bad certificate", 43: "unsupported certificate", 44: "certificate revoked",
+    45: "certificate expired", 46: "certificate unknown", 47: "illegal parameter", 48: "unknown CA",
+    50: "decode error", 51: "decrypt error", 70: "protocol version not accepted (TLS 1.2 minimum)",
+    71: "insufficient security", 80: "internal error", 109: "missing extension", 112: "unrecognized name",
+    116: "client certificate required",
+}
+
+
+def _info_callback(connection: SSL.Connection, where: int, value: int) -> None:
+    handshake = _HANDSHAKES.get(connection)
+    if handshake is None:
+        return
+    if where & SSL.SSL_CB_HANDSHAKE_DONE:
+        handshake.completed = True
+    elif where & SSL.SSL_CB_WRITE_ALERT and handshake.alert_sent is None and (value >> 8) == 2:
+        handshake.alert_sent = value & 0xFF
+
+
+def _verify_error_reason(cert: crypto.X509, error: int, depth: int) -> str:
+    subject = _as_cryptography(cert).subject.rfc4514_string() or "(empty subject)"
+    what = "peer certificate" if depth == 0 else f"certificate at depth {depth} of the peer chain"
+    problem = _VERIFY_ERRORS.get(error, f"it failed verification (OpenSSL X509 error {error})")
+    return f"{what} {subject} refused: {problem}"
+
+
+def _ssl_error_text(error: BaseException) -> str:
+    parts = [str(item[-1]) for item in error.args[0]] if error.args and isinstance(error.args[0], list) else []
+    return "; ".join(part for part in parts if part) or str(error) or type(error).__name__
+
+
+def describe_handshake_failure(handle: SSL.Connection | None, failure: Failure | BaseException | None) -> str:
+    """The most precise reason known for a handshake that did not complete."""
+    handshake = _HANDSHAKES.get(handle) if handle is not None else None
+    if handshake is not None and handshake.verify_reason:
+        return handshake.verify_reason
+    error = failure.value if isinstance(failure, Failure) else failure
+    if isinstance(error, SSL.Error):
+        text = _ssl_error_text(error)
+        known = next((meaning for key, meaning in _SSL_ERRORS.items() if key in text), None)
+        return known or f"TLS handshake failed: {text}"
+    if handshake is not None and handshake.alert_sent is not None:
+        alert = _ALERTS.get(handshake.alert_sent, f"alert {handshake.alert_sent}")
+        return f"TLS handshake refused: {alert}"
+    return "connection closed before the TLS handshake completed"
+
+
+# --------------------------------------------------------------------------------------------------- contexts
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(encoded)]) + encoded
+
+
+def _der_integer(value: int) -> bytes:
+    encoded = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    return b"\x02" + _der_length(len(encoded)) + encoded
+
+
+def _e_times_power_of_two(bits: int) -> int:
+    """floor(e * 2**bits), summing 1/k! in fixed point with 64 guard bits."""
+    precision = bits + 64
+    total, term, k = 0, 1 << precision, 0
+    while term:
+        total, k = total + term, k + 1
+        term //= k
+    return total >> 64
+
+
+@functools.cache
+def _ffdhe2048_pem() -> bytes:
+    """RFC 7919 ffdhe2048 as PKCS#3 PEM, computed from its definition (p from the digits of e), generator 2.
+
+    pyOpenSSL cannot turn on OpenSSL's automatic DH groups, and the DHE suites need parameters.
+    """
+    bits = 2048
+    prime = 2 ** bits - 2 ** (bits - 64) + (_e_times_power_of_two(bits - 130) + 560316) * 2 ** 64 - 1
+    body = _der_integer(prime) + _der_integer(2)
+    der = b"\x30" + _der_length(len(body)) + body
+    return b"-----BEGIN DH PARAMETERS-----\n" + base64.encodebytes(der) + b"-----END DH PARAMETERS-----\n"
+
+
+def _load_dh(context: SSL.Context) -> None:
+    handle, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(_ffdhe2048_pem())
+        context.load_tmp_dh(path)
+    finally:
+        os.unlink(path)
+
+
+def _load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+    data = path.read_bytes()
+    if b"-----BEGIN X509 CRL-----" not in data:
+        return [x509.load_der_x509_crl(data)]
+    blocks = data.split(b"-----END X509 CRL-----")[:-1]
+    return [x509.load_pem_x509_crl(block + b"-----END X509 CRL-----\n") for block in blocks]
+
+
+def _check_leaf(cert: x509.Certificate, config: TLSConfig, hostname: str | None) -> str | None:
+    """Checks OpenSSL does not make: a subjectAltName, the pins, and (clients, if asked) the host name."""
+    subject = cert.subject.rfc4514_string() or "(empty subject)"
+    if _subject_alt_names(cert) is None:
+        return f"peer certificate {subject} refused: it has no subjectAltName"
+    if config.pinned_sha256 and certificate_sha256(cert) not in config.pinned_sha256:
+        return (f"peer certificate {subject} refused: its SHA-256 fingerprint {certificate_sha256(cert)} "
+                f"is not one of the pinned fingerprints")
+    if hostname is not None and config.verify_hostname:
+        return _check_hostname(cert, hostname, subject)
+    return None
+
+
+def _check_hostname(cert: x509.Certificate, hostname: str, subject: str) -> str | None:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        verify = verify_certificate_hostname
+    else:
+        verify = verify_certificate_ip_address
+    try:
+        verify(cert, hostname)
+    except (VerificationError, CertificateError) as exc:
+        return f"peer certificate {subject} refused: it does not match the name {hostname!r} ({exc})"
+    return None
+
+
+def _verify_callback(config: TLSConfig, hostname: str | None):  # type: ignore[no-untyped-def]
+    def verify(connection: SSL.Connection, cert: crypto.X509, error: int, depth: int, ok: int) -> bool:
+        handshake = _HANDSHAKES.get(connection)
+        reason = None
+        if not ok:
+            reason = _verify_error_reason(cert, error, depth)
+        elif depth == 0:
+            reason = _check_leaf(cert.to_cryptography(), config, hostname)
+        if reason is not None and handshake is not None and handshake.verify_reason is None:
+            handshake.verify_reason = reason
+        return reason is None
+
+    return verify
+
+
+def _context(config: TLSConfig, *, server: bool, hostname: str | None, allow_tls13: bool) -> SSL.Context:
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if not allow_tls13:
+        context.set_max_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                        | SSL.OP_SINGLE_DH_USE | SSL.OP_SINGLE_ECDH_USE)
+    context.set_cipher_list(":".join(BCP195_CIPHERS).encode("ascii"))
+    context.set_tls13_ciphersuites(":".join(TLS13_CIPHERSUITES).encode("ascii"))
+    _load_credentials(context, config)
+    if server:
+        _load_dh(context)
+        context.set_session_id(b"ihe-engine")
+        context.load_client_ca(str(config.ca).encode())
+    if config.crl is not None:
+        _add_crls(context, config.crl)
+    context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_callback(config, hostname))
+    context.set_info_callback(_info_callback)
+    return context
+
+
+def _load_credentials(context: SSL.Context, config: TLSConfig) -> None:
+    for label, path in (("certificate", config.cert), ("private key", config.key), ("CA bundle", config.ca)):
+        if not Path(path).is_file():
+            raise ConfigurationError(f"TLS {label} {path} does not exist")
+    try:
+        context.use_certificate_chain_file(str(config.cert))
+        context.use_privatekey_file(str(config.key))
+        context.check_privatekey()
+        context.load_verify_locations(str(config.ca))
+    except SSL.Error as exc:
+        raise ConfigurationError(f"cannot load TLS credentials ({config.cert}, {config.key}, {config.ca}): "
+                                 f"{_ssl_error_text(exc)}") from None
+
+
+def _add_crls(context: SSL.Context, path: Path) -> None:
+    try:
+        crls = _load_crls(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot load CRL {path}: {exc}") from None
+    store = context.get_cert_store()
+    assert store is not None
+    for crl in crls:
+        store.add_crl(crl)
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+
+
+def server_context(config: TLSConfig) -> SSL.Context:
+    return _context(config, server=True, hostname=None, allow_tls13=True)
+
+
+def client_context(config: TLSConfig, hostname: str | None = None, *, allow_tls13: bool = True) -> SSL.Context:
+    return _context(config, server=False, hostname=hostname, allow_tls13=allow_tls13)
+
+
+# --------------------------------------------------------------------------------------------------- creators
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerConnectionCreator:
+    """Server side of every TLS listener; reasons of refusals are kept per connection for the report."""
+
+    def __init__(self, config: TLSConfig, on_failure: OnFailure) -> None:
+        self.config = config
+        self.on_failure = on_failure
+        self.context = server_context(config)
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N802,N803 (Twisted API)
+        connection = SSL.Connection(self.context, None)
+        _HANDSHAKES[connection] = _Handshake()
+        return connection
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ClientConnectionCreator:
+    """Client side towards one host; sends SNI for names (not IP addresses)."""
+
+    def __init__(self, config: TLSConfig, hostname: str, *, allow_tls13: bool = True) -> None:
+        self.config = config
+        self.hostname = hostname
+        self.context = client_context(config, hostname, allow_tls13=allow_tls13)
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N802,N803 (Twisted API)
+        connection = SSL.Connection(self.context, None)
+        if not _is_ip_address(self.hostname):
+            connection.set_tlsext_host_name(self.hostname.encode("idna"))
+        _HANDSHAKES[connection] = _Handshake()
+        return connection
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def server_connection_creator(config: TLSConfig, on_failure: OnFailure) -> ServerConnectionCreator:
+    return ServerConnectionCreator(config, on_failure)
+
+
+def client_connection_creator(config: TLSConfig, hostname: str, *, allow_tls13: bool = True
+                              ) -> ClientConnectionCreator:
+    """``allow_tls13=False`` caps at TLS 1.2, where a completed handshake proves the server accepted us."""
+    return ClientConnectionCreator(config, hostname, allow_tls13=allow_tls13)
+
+
+# --------------------------------------------------------------------------------------------------- reporting
+
+
+class _ReportingTLSProtocol(TLSMemoryBIOProtocol):
+    """Reports once, at connection loss, a handshake that started but never completed."""
+
+    _received_bytes = False
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
+        self._received_bytes = True
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
+        handle = self.getHandle()
+        handshake = _HANDSHAKES.get(handle) if handle is not None else None
+        if handshake is not None and not handshake.completed and not handshake.reported and self._received_bytes:
+            handshake.reported = True
+            # Twisted keeps the TLS error that ended the connection in _reason and hands it to connectionLost.
+            self._report(describe_handshake_failure(handle, getattr(self, "_reason", None) or reason))
+        super().connectionLost(reason)
+
+    def _report(self, reason: str) -> None:
+        peer = _peer_text(self.transport)
+        log.warning("TLS handshake from %s refused: %s", peer, reason)
+        try:
+            self.factory.on_failure(peer, reason)
+        except Exception:  # a reporting sink must not break connection teardown
+            log.exception("on_failure callback failed for %s", peer)
+
+
+def _peer_text(transport: Any) -> str:
+    try:
+        address = transport.getPeer()
+        return f"{address.host}:{address.port}"
+    except Exception:
+        return "unknown"
+
+
+class ReportingTLSFactory(TLSMemoryBIOFactory):
+    """A server TLS wrapper whose connections report failed handshakes to ``on_failure``."""
+
+    protocol = _ReportingTLSProtocol
+
+    def __init__(self, creator: ServerConnectionCreator, wrapped_factory: Any) -> None:
+        super().__init__(creator, False, wrapped_factory)
+        self.creator = creator
+        self.on_failure = creator.on_failure
+
+
+def wrap_server_factory(factory: Any, config: TLSConfig, on_failure: OnFailure) -> ReportingTLSFactory:
+    return ReportingTLSFactory(server_connection_creator(config, on_failure), factory)
+
+
+def security_alert_reporter(audit: Any, node: str) -> OnFailure:
+    """An ``on_failure`` that records each refused handshake as an ATNA Security Alert (ITI-19)."""
+
+    def report(peer: str, reason: str) -> None:
+        audit.security_alert(description=reason, peer=peer, node=node)
+
+    return report
+
+
+def listen_tls(reactor: Any, port: int, factory: Any, config: TLSConfig, on_failure: OnFailure,
+               interface: str = "") -> Any:
+    """Listen with mutual TLS on ``port`` (0 picks one); returns the IListeningPort."""
+    return reactor.listenTCP(port, wrap_server_factory(factory, config, on_failure), interface=interface)

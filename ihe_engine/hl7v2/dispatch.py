@@ -1,0 +1,236 @@
+"""HL7 v2 dispatch: route by MSH-9, detect retransmissions, acknowledge only after commit.
+
+A blocking route runs in the thread pool inside one unit of work::
+
+    find (MSH-3, MSH-4, MSH-10) in hl7_exchange -> found: the stored answer, byte for byte, nothing else runs
+    handler(message, uow, context)               -> reply bytes, or None for an AA ACK
+    hl7_exchange.add(answer); commit             -> only now is the answer handed back to the protocol
+
+What is recorded: the answer to a handled message, including an AE for a business refusal (a
+``TransactionError``), so a retransmission gets the same answer. Not recorded: an AE 207 (the handler crashed) or
+206 (record locked), since those say nothing about the message and a retransmission deserves a fresh attempt; and
+AR answers (unparseable, unknown type), which involve no storage. Two workers receiving the same message at once
+both run the handler; the second insert violates the unique key, rolls back, and that worker answers with what the
+first one stored.
+
+A non-blocking route (no storage: no-op, benchmarks) runs inline on the reactor thread without a unit of work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import KW_ONLY, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from sqlalchemy.exc import IntegrityError
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from ..errors import RemoteProtocolError, TransactionError
+from ..metrics import TRANSACTION_ERRORS, observe_transaction
+from .ack import Hl7Error, build_ack, build_reject
+from .message import Message, parse
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..storage import UnitOfWork
+
+__all__ = ["Hl7Route", "Hl7Context", "Hl7Dispatcher", "Handler", "UNROUTED"]
+
+log = logging.getLogger("ihe_engine.hl7v2")
+
+Handler = Callable[[Message, "UnitOfWork | None", "Hl7Context"], "bytes | None"]
+UNROUTED = "HL7v2-unrouted"
+"""The transaction label metrics use for messages no route accepted."""
+
+_MESSAGE_TYPE = re.compile(r"[A-Z0-9]{3}(\^[A-Z0-9]{3})?\Z")
+_NOT_RECORDED = frozenset({"206", "207"})
+_MAX_KEY_LENGTHS = {3: 227, 4: 227, 10: 199}  # hl7_exchange column sizes
+
+
+@dataclass(frozen=True)
+class Hl7Route:
+    """``Hl7Route("ADT^A01", handler, transaction="ITI-8")``; ``"ADT"`` alone routes every ADT event."""
+
+    message_type: str
+    handler: Handler
+    _: KW_ONLY
+    transaction: str
+    blocking: bool = True
+    record_exchange: bool = True
+
+    def __post_init__(self) -> None:
+        if not _MESSAGE_TYPE.match(self.message_type):
+            raise ValueError(f"a route is TYPE or TYPE^TRIGGER (e.g. ADT^A01), not {self.message_type!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hl7Context:
+    """What a handler may need besides the message and the unit of work."""
+
+    peer: str
+    transaction: str
+    message: Message
+    runtime: "Runtime | None" = field(repr=False)
+    sending_application: str
+    sending_facility: str
+
+    def ack(self, code: str = "AA", *, errors: Iterable[Hl7Error] = (), text: str | None = None) -> bytes:
+        return build_ack(self.message, code, errors=errors, text=text,
+                         sending_application=self.sending_application, sending_facility=self.sending_facility)
+
+
+class Hl7Dispatcher:
+    """``handle(raw, peer) -> Deferred[bytes]``: the answer to write, always an HL7 message, never a failure."""
+
+    def __init__(self, runtime: "Runtime | None", routes: Iterable[Hl7Route], *,
+                 sending_application: str = "IHE_ENGINE", sending_facility: str = "IHE_ENGINE") -> None:
+        self.runtime = runtime
+        self.sending_application = sending_application
+        self.sending_facility = sending_facility
+        self._exact: dict[str, Hl7Route] = {}
+        self._by_type: dict[str, Hl7Route] = {}
+        self._known_types: set[str] = set()
+        for route in routes:
+            table = self._exact if "^" in route.message_type else self._by_type
+            if route.message_type in table:
+                raise ValueError(f"two routes for {route.message_type}")
+            if route.blocking and runtime is None:
+                raise ValueError(f"the blocking route {route.message_type} needs a Runtime")
+            table[route.message_type] = route
+            self._known_types.add(route.message_type.split("^")[0])
+
+    def handle(self, raw: bytes, peer: str) -> "Deferred[bytes]":
+        try:
+            message = parse(raw)
+        except RemoteProtocolError as exc:
+            return succeed(self._reject(exc, raw=raw))
+        try:
+            self._check_header(message)
+            route = self._route_for(message)
+        except RemoteProtocolError as exc:
+            return succeed(self._reject(exc, message=message))
+        context = Hl7Context(peer=peer, transaction=route.transaction, message=message, runtime=self.runtime,
+                             sending_application=self.sending_application, sending_facility=self.sending_facility)
+        if not route.blocking or self.runtime is None:
+            return self._handle_inline(message, route, context)
+        answer = self.runtime.run_blocking(self.handle_in_unit_of_work, message, route, context)
+        return answer.addErrback(self._internal_error, message, route)
+
+    # -- validation and routing ----------------------------------------------------------------------------------
+
+    def _check_header(self, message: Message) -> None:
+        header = message.header
+        if not header.message_type:
+            raise RemoteProtocolError("MSH-9 (message type) is empty", code="101", location="MSH^1^9^1^1")
+        if not header.control_id:
+            raise RemoteProtocolError("MSH-10 (message control id) is empty", code="101", location="MSH^1^10")
+        for number, limit in _MAX_KEY_LENGTHS.items():
+            if len(message.msh[number]) > limit:
+                raise RemoteProtocolError(f"MSH-{number} is longer than {limit} characters", code="102",
+                                          location=f"MSH^1^{number}")
+
+    def _route_for(self, message: Message) -> Hl7Route:
+        header = message.header
+        route = self._exact.get(f"{header.message_type}^{header.trigger_event}") \
+            or self._by_type.get(header.message_type)
+        if route is not None:
+            return route
+        if header.message_type in self._known_types:
+            raise RemoteProtocolError(f"event {header.trigger_event!r} of {header.message_type} is not supported",
+                                      code="201", location="MSH^1^9^1^2")
+        raise RemoteProtocolError(f"message type {header.message_type!r} is not supported", code="200",
+                                  location="MSH^1^9^1^1")
+
+    def _reject(self, exc: RemoteProtocolError, *, raw: bytes = b"", message: Message | None = None) -> bytes:
+        """AR: what the peer sent cannot be processed at all (unreadable, or of a type no route serves)."""
+        error = Hl7Error.from_exception(exc, default_code="100")
+        log.info("rejecting HL7 message: %s", exc)
+        TRANSACTION_ERRORS.labels(UNROUTED, error.code).inc()
+        identity = {"sending_application": self.sending_application, "sending_facility": self.sending_facility}
+        if message is not None:
+            return build_ack(message, "AR", errors=[error], **identity)
+        return build_reject(raw, [error], **identity)
+
+    # -- handlers ------------------------------------------------------------------------------------------------
+
+    def _handle_inline(self, message: Message, route: Hl7Route, context: Hl7Context) -> "Deferred[bytes]":
+        def answer(reply: bytes | None) -> bytes:
+            return reply if reply is not None else context.ack()
+
+        def refused(failure: Failure) -> bytes:
+            return self._error_ack(failure.value, context, route)
+
+        with observe_transaction(route.transaction):
+            result = maybeDeferred(route.handler, message, None, context)
+        return result.addCallbacks(answer, refused)
+
+    def handle_in_unit_of_work(self, message: Message, route: Hl7Route, context: Hl7Context) -> bytes:
+        """The blocking path (runs in a worker thread): retransmission check, handler, record, commit."""
+        assert self.runtime is not None
+        header = message.header
+        key = (header.sending_application, header.sending_facility, header.control_id)
+        digest = hashlib.sha256(message.raw).hexdigest()
+        with observe_transaction(route.transaction), self.runtime.uow() as uow:
+            if route.record_exchange:
+                stored = uow.hl7_exchanges.find(*key)
+                if stored is not None:
+                    return self._retransmitted(stored, digest, key)
+            reply, recorded = self._run_handler(message, route, uow, context)
+            if not (route.record_exchange and recorded):
+                uow.commit()
+                return reply
+            uow.hl7_exchanges.add(sending_application=key[0], sending_facility=key[1], control_id=key[2],
+                                  message_type=message.msh[9][:40], message_sha256=digest, response=reply)
+            try:
+                uow.commit()
+            except IntegrityError:
+                uow.rollback()
+                stored = uow.hl7_exchanges.find(*key)
+                if stored is None:
+                    raise
+                log.info("message %s from %s^%s was answered by another worker meanwhile", key[2], key[0], key[1])
+                return stored.response
+            return reply
+
+    def _run_handler(self, message: Message, route: Hl7Route, uow: "UnitOfWork", context: Hl7Context
+                     ) -> tuple[bytes, bool]:
+        """(answer, whether to record it); a failed handler's work is rolled back here."""
+        try:
+            reply = route.handler(message, uow, context)
+        except Exception as exc:
+            uow.rollback()
+            answer = self._error_ack(exc, context, route)
+            code = exc.code if isinstance(exc, TransactionError) else "207"
+            return answer, code not in _NOT_RECORDED
+        return (reply if reply is not None else context.ack()), True
+
+    def _error_ack(self, exc: BaseException, context: Hl7Context, route: Hl7Route) -> bytes:
+        if isinstance(exc, TransactionError):
+            error = Hl7Error.from_exception(exc, default_code="207")
+            log.info("%s refused message %s: %s", route.transaction, context.message.header.control_id, exc)
+        else:
+            error = Hl7Error(code="207", text="application internal error")
+            log.error("%s handler failed on message %s", route.transaction, context.message.header.control_id,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+        TRANSACTION_ERRORS.labels(route.transaction, error.code).inc()
+        return context.ack("AE", errors=[error])
+
+    def _retransmitted(self, stored: Any, digest: str, key: tuple[str, str, str]) -> bytes:
+        if stored.message_sha256 != digest:
+            log.warning("message control id %s from %s^%s reused for different content; answering as before",
+                        key[2], key[0], key[1])
+        else:
+            log.info("retransmission of %s from %s^%s answered as before", key[2], key[0], key[1])
+        return stored.response
+
+    def _internal_error(self, failure: Failure, message: Message, route: Hl7Route) -> bytes:
+        """The unit of work itself failed (database down, commit refused): nothing was committed."""
+        log.error("%s failed before commit on message %s", route.transaction, message.header.control_id,
+                  exc_info=(failure.type, failure.value, failure.getTracebackObject()))
+        TRANSACTION_ERRORS.labels(route.transaction, "207").inc()
+        return build_ack(message, "AE", errors=[Hl7Error(code="207", text="application internal error")],
+                         sending_application=self.sending_application, sending_facility=self.sending_facility)
+

@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end on tiny counts and every answer is a success (no timing asserted)."""
+
+import json
+
+import pytest
+
+from ihe_engine.bench.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def rows(path):
+    return {row["benchmark"]: row for row in json.loads(path.read_text())["rows"]}
+
+
+def test_mllp_and_soap_benchmarks_get_only_successful_answers(tmp_path):
+    out = tmp_path / "mllp.json"
+    assert main(["--json", str(out), "mllp", "--messages", "60", "--connections", "1", "3"]) == 0
+    result = rows(out)
+    assert set(result) == {"mllp-noop x1", "mllp-noop x3", "mllp-commit x1", "mllp-commit x3"}
+    assert all(row["count"] == 60 and row["failed"] == 0 for row in result.values())
+
+    out = tmp_path / "soap.json"
+    assert main(["--json", str(out), "soap", "--requests", "40", "--connections", "2"]) == 0
+    assert rows(out)["soap-echo x2"]["failed"] == 0
+
+
+def test_mtom_benchmark_stores_the_upload(tmp_path):
+    out = tmp_path / "mtom.json"
+    assert main(["--json", str(out), "mtom", "--sizes", "2", "--repeat", "1"]) == 0
+    row = rows(out)["mtom-upload 2 MiB"]
+    assert row["count"] == 1 and row["mib_per_second"] > 0

@@ -33,6 +33,8 @@ class Settings:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     tls_pinned: tuple[str, ...] = ()
+    tls_crl: Path | None = None
+    tls_verify_hostname: bool = False
     workers: int = 1
     max_soap_body: int = 1024 * 1024 * 1024
     max_xml_bytes: int = 64 * 1024 * 1024
@@ -72,7 +74,7 @@ class Settings:
         return self.data_dir / "spool"
 
 
-_PATH_KEYS = {"data_dir", "tls_cert", "tls_key", "tls_ca"}
+_PATH_KEYS = {"data_dir", "tls_cert", "tls_key", "tls_ca", "tls_crl"}
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -131,6 +133,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", type=Path, help="PEM bundle of CAs whose clients are accepted")
     parser.add_argument("--tls-pinned", action="append", metavar="SHA256",
                         help="accept only peers with this certificate SHA-256 fingerprint (repeatable)")
+    parser.add_argument("--tls-crl", type=Path, help="PEM certificate revocation list checked for peers")
+    parser.add_argument("--tls-verify-hostname", action="store_true", default=None,
+                        help="check outbound peers' certificates against the host name (RFC 6125)")
     parser.add_argument("--workers", type=int, help="worker processes sharing the listeners (default 1)")
     parser.add_argument("--log-format", choices=("text", "json"), help="log line format (default text)")
 

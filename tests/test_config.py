@@ -35,6 +35,13 @@ def test_file_values_apply_and_flags_win(tmp_path):
     assert settings.extra == {"custom_section": {"a": 1}}
 
 
+def test_tls_flags(tmp_path):
+    settings = parse("--tls-cert", "n.pem", "--tls-key", "n.key", "--tls-ca", "ca.pem", "--tls-crl", "r.pem",
+                     "--tls-pinned", "ab" * 32, "--tls-pinned", "cd" * 32, "--tls-verify-hostname")
+    assert settings.tls_enabled and settings.tls_crl == Path("r.pem") and settings.tls_verify_hostname
+    assert settings.tls_pinned == ("ab" * 32, "cd" * 32)
+
+
 def test_db_url_and_data_dir(tmp_path):
     settings = parse("--data-dir", str(tmp_path), "--db-url", "postgresql+psycopg://u@h/db")
     assert settings.database_url == "postgresql+psycopg://u@h/db"

@@ -335,7 +335,7 @@ def test_context_offers_only_bcp195_suites_in_tls12(server_config):
 def test_config_from_settings_normalizes_pins(pki):
     pin = ":".join(pki.client.sha256[i:i + 2] for i in range(0, 64, 2)).upper()
     settings = Settings(tls_cert=pki.server.cert, tls_key=pki.server.key, tls_ca=pki.ca, tls_pinned=(pin,),
-                        extra={"tls_crl": str(pki.crl), "tls_verify_hostname": True})
+                        tls_crl=pki.crl, tls_verify_hostname=True)
     config = TLSConfig.from_settings(settings)
     assert config.pinned_sha256 == (pki.client.sha256,)
     assert config.crl == pki.crl and config.verify_hostname

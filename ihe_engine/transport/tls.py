@@ -95,14 +95,13 @@ class TLSConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "TLSConfig":
-        """From :class:`ihe_engine.config.Settings`; ``tls_crl`` / ``tls_verify_hostname`` may come from extra."""
+        """From :class:`ihe_engine.config.Settings` (``--tls-*`` flags or config keys)."""
         if settings.tls_cert is None or settings.tls_key is None or settings.tls_ca is None:
             raise ConfigurationError("TLS needs --tls-cert, --tls-key and --tls-ca")
-        extra = getattr(settings, "extra", {}) or {}
-        crl = extra.get("tls_crl")
+        crl = getattr(settings, "tls_crl", None)
         return cls(cert=Path(settings.tls_cert), key=Path(settings.tls_key), ca=Path(settings.tls_ca),
                    pinned_sha256=tuple(settings.tls_pinned), crl=Path(crl) if crl else None,
-                   verify_hostname=bool(extra.get("tls_verify_hostname", False)))
+                   verify_hostname=bool(getattr(settings, "tls_verify_hostname", False)))
 
 
 def _normalize_pin(pin: str) -> str:

@@ -19,11 +19,12 @@ from .plugins import create_plugin_manager
 from .runtime import Runtime
 from .storage import Database
 from .storage.blobstore import BlobStore
+from .resources import data_dir
 
 __all__ = ["build_runtime", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
 
 log = logging.getLogger("ihe_engine.bootstrap")
-WSDL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "wsdl"
+WSDL_DIR = data_dir("schemas/wsdl")
 
 
 def build_runtime(settings: Settings, reactor: Any, *, threads: int = 10) -> Runtime:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .resources import data_dir
+
 __all__ = ["Transaction", "PROFILES_DIR", "transactions", "transaction_for_action"]
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILES_DIR = data_dir("profiles")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -188,8 +188,7 @@ def _table(rows: list[dict]) -> None:
         for row in rows:
             print(json.dumps(row))
         return
-    columns = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k)
-                     if k in rows[0] else 99)
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # first-seen order
     table = Table(title=machine_description())
     for column in columns:
         table.add_column(column)

@@ -52,7 +52,7 @@ class Database:
         """Bring the schema to the newest Alembic revision (creates it on an empty store)."""
         from alembic import command
 
-        command.upgrade(self.alembic_config(), "head")
+        command.upgrade(self.alembic_config(), "heads")
 
     def alembic_config(self):  # type: ignore[no-untyped-def]
         from alembic.config import Config

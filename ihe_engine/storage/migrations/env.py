@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from ihe_engine.storage import models  # noqa: F401  (registers the tables)
+from ihe_engine.storage import all_models  # noqa: F401  (registers every table)
 from ihe_engine.storage.base import Base
 
 target_metadata = Base.metadata

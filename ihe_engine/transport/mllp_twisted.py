@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..metrics import CONNECTIONS_OPEN, CONNECTIONS_TOTAL
 from .mllp import FramingError, MLLPFramer, frame
+from . import describe_peer
 
 __all__ = ["MLLPServerProtocol", "MLLPServerFactory", "MLLPClientProtocol", "connect_mllp", "BlockingMLLPClient",
            "send_blocking", "MessageDispatcher", "DEFAULT_MAX_MESSAGE_SIZE", "describe_peer"]
@@ -43,14 +44,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 class MessageDispatcher(TypingProtocol):
     def handle(self, raw_message: bytes, peer: str) -> "Deferred[bytes] | bytes": ...
 
-
-def describe_peer(transport: Any) -> str:
-    """``host:port`` (``[v6]:port``) of the remote end, as handlers and logs show it."""
-    address = transport.getPeer()
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None:
-        return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Slot:

@@ -37,6 +37,7 @@ from ..errors import ConfigurationError, RemoteProtocolError
 from ..metrics import CONNECTIONS_OPEN, CONNECTIONS_TOTAL
 from .syslog import FramingError, OctetCountingFramer, SyslogMessage, frame_octet_counted, parse_rfc5424
 from .tls import TLSConfig, client_connection_creator, describe_handshake_failure
+from . import describe_peer
 
 __all__ = [
     "OnMessage",
@@ -72,12 +73,6 @@ _DEFAULT_MAX_MESSAGE = 1024 * 1024
 _MAX_OUTSTANDING = 256
 
 
-def _peer_text(transport: Any) -> str:
-    try:
-        address = transport.getPeer()
-        return f"{address.host}:{address.port}"
-    except Exception:
-        return "unknown"
 
 
 def _log_invalid(raw: bytes, peer: str, error: RemoteProtocolError) -> None:
@@ -137,7 +132,7 @@ class SyslogStreamProtocol(Protocol):
         self.peer = "unknown"
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted API)
-        self.peer = _peer_text(self.transport)
+        self.peer = describe_peer(self.transport)
         CONNECTIONS_TOTAL.labels(self._delivery.listener_name).inc()
         CONNECTIONS_OPEN.labels(self._delivery.listener_name).inc()
 

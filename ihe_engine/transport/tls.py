@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..errors import ConfigurationError
+from . import describe_peer
 
 __all__ = [
     "BCP195_CIPHERS",
@@ -483,7 +484,7 @@ class _ReportingTLSProtocol(TLSMemoryBIOProtocol):
         super().connectionLost(reason)
 
     def _report(self, reason: str) -> None:
-        peer = _peer_text(self.transport)
+        peer = describe_peer(self.transport)
         log.warning("TLS handshake from %s refused: %s", peer, reason)
         try:
             self.factory.on_failure(peer, reason)
@@ -491,12 +492,6 @@ class _ReportingTLSProtocol(TLSMemoryBIOProtocol):
             log.exception("on_failure callback failed for %s", peer)
 
 
-def _peer_text(transport: Any) -> str:
-    try:
-        address = transport.getPeer()
-        return f"{address.host}:{address.port}"
-    except Exception:
-        return "unknown"
 
 
 class ReportingTLSFactory(TLSMemoryBIOFactory):

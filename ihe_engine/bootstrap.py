@@ -21,20 +21,28 @@ from .storage import Database
 from .storage.blobstore import BlobStore
 from .resources import data_dir
 
-__all__ = ["build_runtime", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
+__all__ = ["blocking_threads", "build_runtime", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
 
 log = logging.getLogger("ihe_engine.bootstrap")
 WSDL_DIR = data_dir("schemas/wsdl")
 
 
-def build_runtime(settings: Settings, reactor: Any, *, threads: int = 10) -> Runtime:
-    threadpool = ThreadPool(minthreads=1, maxthreads=threads, name="ihe-blocking")
+def blocking_threads(settings: Settings, db: Database) -> int:
+    """SQLite serialises writers on one lock: more threads only queue on its busy handler and stretch the tail."""
+    if settings.db_threads is not None:
+        return settings.db_threads
+    return 2 if db.is_sqlite else 16
+
+
+def build_runtime(settings: Settings, reactor: Any) -> Runtime:
+    db = Database(settings.database_url)
+    threadpool = ThreadPool(minthreads=1, maxthreads=blocking_threads(settings, db), name="ihe-blocking")
     threadpool.start()
     reactor.addSystemEventTrigger("during", "shutdown", threadpool.stop)
     plugins = create_plugin_manager()
     plugins.register(LogAuditSink(), name="log-audit-sink")
-    return Runtime(settings=settings, db=Database(settings.database_url), audit=AuditHook(plugins),
-                   blobs=BlobStore(settings.blob_dir), reactor=reactor, threadpool=threadpool)
+    return Runtime(settings=settings, db=db, audit=AuditHook(plugins), blobs=BlobStore(settings.blob_dir),
+                   reactor=reactor, threadpool=threadpool)
 
 
 def hl7_routes(runtime: Runtime) -> list:

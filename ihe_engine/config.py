@@ -36,6 +36,7 @@ class Settings:
     tls_crl: Path | None = None
     tls_verify_hostname: bool = False
     workers: int = 1
+    db_threads: int | None = None
     max_soap_body: int = 1024 * 1024 * 1024
     max_xml_bytes: int = 64 * 1024 * 1024
     max_mllp_message: int = 16 * 1024 * 1024
@@ -45,6 +46,8 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.db_threads is not None and self.db_threads < 1:
+            raise ConfigurationError(f"db_threads must be at least 1, not {self.db_threads}")
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, not {self.workers}")
         for name in ("http_port", "mllp_port", "audit_tcp_port", "audit_udp_port"):
@@ -137,6 +140,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-verify-hostname", action="store_true", default=None,
                         help="check outbound peers' certificates against the host name (RFC 6125)")
     parser.add_argument("--workers", type=int, help="worker processes sharing the listeners (default 1)")
+    parser.add_argument("--db-threads", type=int,
+                        help="threads for blocking storage work per worker (default 2 on SQLite, 16 on PostgreSQL)")
     parser.add_argument("--log-format", choices=("text", "json"), help="log line format (default text)")
 
 

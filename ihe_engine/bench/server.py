@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ihe_engine.bench.server")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--db-url")
+    parser.add_argument("--db-threads", type=int)
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..storage import Database
 
     configure_logging("text", level=30)
-    settings = Settings(data_dir=args.data_dir, db_url=args.db_url, http_port=0, mllp_port=0)
+    settings = Settings(data_dir=args.data_dir, db_url=args.db_url, db_threads=args.db_threads, http_port=0,
+                        mllp_port=0)
     for path in (settings.data_dir, settings.blob_dir, settings.spool_dir):
         path.mkdir(parents=True, exist_ok=True)
     Database(settings.database_url).upgrade()

@@ -17,8 +17,15 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 200
 
 
+class _RefuseEveryResource(etree.Resolver):
+    """libxml2 opens external subsets even with load_dtd off: no URL or path is ever resolved."""
+
+    def resolve(self, system_url, public_id, context):  # type: ignore[no-untyped-def]
+        raise XMLSecurityError(f"XML document refers to an external resource ({system_url}), which is not allowed")
+
+
 def _make_parser() -> etree.XMLParser:
-    return etree.XMLParser(
+    parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         dtd_validation=False,
@@ -27,6 +34,8 @@ def _make_parser() -> etree.XMLParser:
         remove_comments=False,
         collect_ids=False,
     )
+    parser.resolvers.add(_RefuseEveryResource())
+    return parser
 
 
 _PARSER = _make_parser()
@@ -37,6 +46,9 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = D
     """Parse untrusted bytes into an element, refusing DTDs, entities, excess size and depth."""
     if len(data) > max_bytes:
         raise MessageTooLarge(f"{what} is {len(data)} bytes, above the limit of {max_bytes}")
+    if data[:4] in _UNSUPPORTED_SIGNATURES:
+        # UCS-4 and EBCDIC: legal XML encodings, but the DOCTYPE check below cannot see through them.
+        raise XMLSecurityError(f"{what} is encoded in UCS-4 or EBCDIC; use UTF-8 or UTF-16")
     if _has_doctype(data):
         # Refused before libxml2 sees it: even with load_dtd off it reads a SYSTEM external subset.
         raise XMLSecurityError(f"{what} carries a document type declaration, which is not allowed")
@@ -52,6 +64,11 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = D
     return root
 
 
+_UNSUPPORTED_SIGNATURES = frozenset({
+    b"\x00\x00\x00\x3c", b"\x3c\x00\x00\x00", b"\x00\x00\x3c\x00", b"\x00\x3c\x00\x00",  # UCS-4, any order
+    b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00",  # UTF-32 byte order marks
+    b"\x4c\x6f\xa7\x94",  # EBCDIC "<?xm"
+})
 _DOCTYPE_MARKERS = (b"<!DOCTYPE", "<!DOCTYPE".encode("utf-16-le"), "<!DOCTYPE".encode("utf-16-be"))
 
 

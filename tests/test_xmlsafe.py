@@ -56,3 +56,22 @@ def test_good_document_parses_with_namespaces():
     root = xmlsafe.parse(b'<s:Envelope xmlns:s="urn:x"><s:Body>caf\xc3\xa9</s:Body></s:Envelope>')
     assert root.tag == "{urn:x}Envelope"
     assert root[0].text == "caf\u00e9"
+
+
+@pytest.mark.parametrize("encoding", ["utf-32", "utf-32-le", "utf-32-be", "cp500"])
+def test_encodings_that_hide_a_doctype_are_refused(encoding, tmp_path):
+    target = tmp_path / "probe.dtd"
+    document = f'<?xml version="1.0" encoding="{encoding.upper()}"?><!DOCTYPE x SYSTEM "{target}"><x/>'
+    with pytest.raises(XMLSecurityError):
+        xmlsafe.parse(document.encode(encoding))
+
+
+def test_no_external_resource_is_ever_opened(tmp_path, monkeypatch):
+    """Even if a DOCTYPE slipped past the byte check, the resolver refuses to open anything."""
+    monkeypatch.setattr(xmlsafe, "_has_doctype", lambda data: False)
+    opened = tmp_path / "opened.dtd"
+    opened.write_text('<!ENTITY leak "secret">')
+    for document in (f'<!DOCTYPE x SYSTEM "{opened}"><x>&leak;</x>', f'<!DOCTYPE x SYSTEM "{opened}"><x/>'):
+        with pytest.raises(XMLSecurityError, match="refers to an external resource") as info:
+            xmlsafe.parse(document.encode())
+        assert "secret" not in str(info.value)

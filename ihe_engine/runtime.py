@@ -37,8 +37,8 @@ class Runtime:
     process_id: str = field(default_factory=lambda: str(os.getpid()))
     _in_flight: set = field(default_factory=set, repr=False)
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.db.sessions)
+    def uow(self, *, readonly: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.db.sessions, readonly=readonly)
 
     def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Deferred[T]":
         deferred = deferToThreadPool(self.reactor, self.threadpool, fn, *args, **kwargs)

@@ -83,6 +83,50 @@ def test_expired_lease_is_claimed_again(database):
         assert [item.claimed_by for item in uow.queue.claim("audit", "live-worker")] == ["live-worker"]
 
 
+def test_claims_racing_in_threads_never_share_an_item(database):
+    """Claimers started together (a barrier) over one queue: each item goes to exactly one of them."""
+    import threading
+
+    with UnitOfWork(database.sessions) as uow:
+        for index in range(400):
+            uow.queue.put("race", str(index).encode())
+        uow.commit()
+    barrier = threading.Barrier(4)
+    claimed: dict[str, list[int]] = {}
+
+    def claimer(name: str) -> None:
+        barrier.wait()
+        mine = []
+        while True:
+            with UnitOfWork(database.sessions) as uow:
+                batch = uow.queue.claim("race", name, limit=7)
+                uow.commit()
+            if not batch:
+                break
+            mine += [item.id for item in batch]
+        claimed[name] = mine
+
+    threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    everything = [item for ids in claimed.values() for item in ids]
+    assert len(everything) == 400 and len(set(everything)) == 400, "an item was claimed twice or lost"
+
+
+def test_readonly_unit_of_work_sees_one_snapshot(database):
+    """Inside one unit of work, a row committed meanwhile by another session does not appear half-way."""
+    with UnitOfWork(database.sessions, readonly=True) as reader:
+        before = reader.queue.pending_count("snap")
+        with UnitOfWork(database.sessions) as writer:
+            writer.queue.put("snap", b"x")
+            writer.commit()
+        assert reader.queue.pending_count("snap") == before
+    with UnitOfWork(database.sessions, readonly=True) as later:
+        assert later.queue.pending_count("snap") == before + 1
+
+
 def test_concurrent_claims_never_share_an_item(database):
     with UnitOfWork(database.sessions) as uow:
         for index in range(10):

@@ -11,19 +11,34 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigurationError
 
-__all__ = ["Database"]
+__all__ = ["Database", "SQLITE_BEGIN_OPTION"]
 
 log = logging.getLogger("ihe_engine.storage")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+def _sqlite_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    # pysqlite opens a transaction only at the first write, so a read-then-write unit of work would not be
+    # atomic: turn its own BEGIN off and emit ours in _sqlite_begin (SQLAlchemy's documented recipe).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+SQLITE_BEGIN_OPTION = "ihe_sqlite_begin"
+
+
+def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
+    """IMMEDIATE takes the write lock up front: no unit of work fails half-way on a stale snapshot.
+
+    Read-only work asks for DEFERRED (``UnitOfWork(readonly=True)``) and never waits for writers (WAL).
+    """
+    mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -45,7 +60,8 @@ class Database:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
 
     def upgrade(self) -> None:
@@ -61,6 +77,10 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.attributes["engine"] = self.engine
         return config
+
+    def read_connection(self):  # type: ignore[no-untyped-def]
+        """A connection for read-only work (no write lock taken on SQLite)."""
+        return self.engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
 
     def table_names(self) -> list[str]:
         return inspect(self.engine).get_table_names()

@@ -15,16 +15,21 @@ class UnitOfWork:
     """``with UnitOfWork(db.sessions) as uow: ...; uow.commit()``.
 
     Actors get repositories from it; leaving the block without ``commit()`` rolls everything back, so a failed
-    transaction leaves nothing behind.
+    transaction leaves nothing behind. Every unit of work is one real transaction from its first statement: on
+    SQLite it starts with ``BEGIN IMMEDIATE`` (reads and the writes that depend on them are atomic) unless it is
+    ``readonly``.
     """
 
     session: Session
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, readonly: bool = False) -> None:
         self._sessions = sessions
+        self.readonly = readonly
 
     def __enter__(self) -> "UnitOfWork":
         self.session = self._sessions()
+        if self.readonly:
+            self.session.connection(execution_options=_readonly_options(self.session))
         self.hl7_exchanges = Hl7ExchangeRepository(self.session)
         self.queue = QueueRepository(self.session)
         self.continuations = ContinuationRepository(self.session)
@@ -38,7 +43,18 @@ class UnitOfWork:
             self.session.close()
 
     def commit(self) -> None:
+        if self.readonly:
+            raise RuntimeError("a read-only unit of work cannot commit")
         self.session.commit()
 
     def rollback(self) -> None:
         self.session.rollback()
+
+
+def _readonly_options(session: Session) -> dict:
+    """One consistent snapshot for the whole unit of work, without taking a write lock."""
+    from .db import SQLITE_BEGIN_OPTION
+
+    if session.get_bind().dialect.name == "sqlite":
+        return {SQLITE_BEGIN_OPTION: "DEFERRED"}  # WAL: the snapshot is fixed at the first read
+    return {"isolation_level": "REPEATABLE READ"}

@@ -35,7 +35,7 @@ class HealthResource(Resource):
 
     def render_GET(self, request):  # type: ignore[no-untyped-def]
         def probe() -> None:
-            with self.runtime.db.engine.connect() as connection:
+            with self.runtime.db.read_connection() as connection:
                 connection.execute(text("SELECT 1"))
 
         def answer(status: int, body: dict) -> None:

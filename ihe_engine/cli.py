@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(run=_cmd_bench)
+
+    from .conformance.cli import add_conformance_command
+
+    add_conformance_command(commands)
     return parser
 
 

@@ -21,7 +21,7 @@ from .storage import Database
 from .storage.blobstore import BlobStore
 from .resources import data_dir
 
-__all__ = ["blocking_threads", "build_runtime", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
+__all__ = ["blocking_threads", "build_runtime", "purge_expired", "start_housekeeping", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
 
 log = logging.getLogger("ihe_engine.bootstrap")
 WSDL_DIR = data_dir("schemas/wsdl")
@@ -91,12 +91,13 @@ def start_listeners(runtime: Runtime, sockets: list) -> list:
     secure = _tls_wrapper(runtime)
     factories = {
         "http": BoundedSite(build_root(runtime, soap_endpoints(runtime)), max_body=settings.max_soap_body,
-                            spool_dir=settings.spool_dir),
+                            spool_dir=settings.spool_dir, timeout=settings.http_idle_timeout),
         "mllp": MLLPServerFactory(Hl7Dispatcher(runtime, hl7_routes(runtime)),
                                   max_message_size=settings.max_mllp_message, idle_timeout=settings.mllp_idle_timeout),
         "audit-tcp": SyslogStreamFactory(_on_syslog_message, on_invalid=_on_syslog_invalid,
                                          listener_name="audit-tls" if settings.tls_enabled else "audit-tcp"),
     }
+    start_housekeeping(runtime)
     ports = []
     for bound in sockets:
         if bound.kind == "stream":
@@ -108,6 +109,44 @@ def start_listeners(runtime: Runtime, sockets: list) -> list:
             ports.append(reactor.adoptDatagramPort(bound.sock.fileno(), bound.family, protocol,
                                                    maxPacketSize=65535))
     return ports
+
+
+def purge_expired(uow: Any, hl7_retention: Any) -> tuple[int, int]:
+    """Delete retransmission answers older than the retention and expired continuation pointers."""
+    from .storage.base import utcnow
+
+    return uow.hl7_exchanges.purge_before(utcnow() - hl7_retention), uow.continuations.purge_expired()
+
+
+def start_housekeeping(runtime: Runtime, *, every: float = 3600.0) -> Any:
+    """Purge what only needs keeping for a while: retransmission answers past retention, expired pointers.
+
+    Every worker runs it; the deletes are idempotent, so several workers doing it is harmless.
+    """
+    from datetime import timedelta
+
+    from twisted.internet.task import LoopingCall
+
+    retention = timedelta(days=runtime.settings.hl7_exchange_retention_days)
+
+    def purge() -> tuple[int, int]:
+        with runtime.uow() as uow:
+            counts = purge_expired(uow, retention)
+            uow.commit()
+        return counts
+
+    def run() -> Any:
+        def report(counts: tuple[int, int]) -> None:
+            if any(counts):
+                log.info("housekeeping purged %d HL7 answers and %d continuation pointers", *counts)
+
+        return runtime.run_blocking(purge).addCallbacks(report, lambda f: log.error("housekeeping: %s",
+                                                                                   f.getErrorMessage()))
+
+    loop = LoopingCall(run)
+    loop.clock = runtime.reactor
+    loop.start(every, now=True)
+    return loop
 
 
 def _tls_wrapper(runtime: Runtime):  # type: ignore[no-untyped-def]

@@ -42,6 +42,7 @@ class Settings:
     max_mllp_message: int = 16 * 1024 * 1024
     mllp_idle_timeout: float = 300.0
     http_idle_timeout: float = 120.0
+    hl7_exchange_retention_days: float = 30.0
     log_format: str = "text"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -110,11 +110,15 @@ def serve(settings: Settings) -> int:
     _prepare_data_dir(settings)
     _upgrade_schema(settings)
     sockets = bind_sockets(settings)
-    for line in listening_lines(settings, sockets):
-        print(line, flush=True)
     if settings.workers == 1:
+        _print_listening(settings, sockets)
         return _serve_in_process(settings, sockets, announce_ready=True)
     return _supervise_workers(settings, sockets)
+
+
+def _print_listening(settings: Settings, sockets: list[BoundSocket]) -> None:
+    for line in listening_lines(settings, sockets):
+        print(line, flush=True)
 
 
 def _serve_in_process(settings: Settings, sockets: list[BoundSocket], *, announce_ready: bool,
@@ -202,44 +206,82 @@ def _wait_ready(read_fd: int, process: subprocess.Popen) -> None:
 
 def _supervise_workers(settings: Settings, sockets: list[BoundSocket]) -> int:
     metrics_dir = _metrics_dir(settings)
-    stopping = False
-    workers: dict[int, subprocess.Popen] = {}
+    supervisor = _Supervisor(settings, sockets, metrics_dir)
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
+    signal.signal(signal.SIGINT, supervisor.on_signal)
+    _print_listening(settings, sockets)  # only now: a SIGTERM from here on stops the workers cleanly
+    if not supervisor.start_all():
+        return supervisor.wait_all()
+    print("ready", flush=True)
+    return supervisor.watch()
 
-    def _on_term(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in workers.values():
+
+class _Supervisor:
+    """Starts the workers, restarts one that dies on its own, and stops them all on SIGTERM."""
+
+    def __init__(self, settings: Settings, sockets: list[BoundSocket], metrics_dir: Path) -> None:
+        self.settings = settings
+        self.sockets = sockets
+        self.metrics_dir = metrics_dir
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.stopping = False
+
+    def on_signal(self, _signum: int, _frame: object) -> None:
+        # Only flags and signals here: the main flow may be spawning a worker with the sockets right now.
+        self.stopping = True
+        for process in self.workers.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_term)
-    for index in range(settings.workers):
-        process, read_fd = _start_worker(settings, sockets, metrics_dir, index)
-        workers[index] = process
-        _wait_ready(read_fd, process)
-    print("ready", flush=True)
-    return _watch_workers(settings, sockets, metrics_dir, workers, lambda: stopping)
+    def start_all(self) -> bool:
+        """False when SIGTERM arrived during start-up."""
+        for index in range(self.settings.workers):
+            if self.stopping or not self._start(index):
+                return False
+        return not self.stopping
 
+    def _start(self, index: int) -> bool:
+        process, read_fd = _start_worker(self.settings, self.sockets, self.metrics_dir, index)
+        self.workers[index] = process
+        if self.stopping:  # the signal came while we were starting it: it was not in the list yet
+            process.send_signal(signal.SIGTERM)
+        try:
+            _wait_ready(read_fd, process)
+        except RuntimeError:
+            if not self.stopping:
+                log.exception("worker %d could not start", index)
+            return False
+        return True
 
-def _watch_workers(settings: Settings, sockets: list[BoundSocket], metrics_dir: Path,
-                   workers: dict[int, subprocess.Popen], is_stopping) -> int:  # type: ignore[no-untyped-def]
-    """Restart a worker that died on its own; return once every worker has stopped after SIGTERM."""
-    while True:
-        time.sleep(0.2)
-        if is_stopping():
-            for process in workers.values():
+    def watch(self) -> int:
+        while not self.stopping:
+            time.sleep(0.2)
+            for index, process in list(self.workers.items()):
+                if process.poll() is not None and not self.stopping:
+                    log.error("worker %d (pid %d) exited with %s; restarting it", index, process.pid,
+                              process.returncode)
+                    self._forget(process)
+                    self._start(index)
+        return self.wait_all()
+
+    def wait_all(self, timeout: float = 60.0) -> int:
+        for item in self.sockets:  # with the workers' copies closing too, the kernel refuses new connections
+            item.sock.close()
+        deadline = time.monotonic() + timeout
+        for process in self.workers.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d did not stop in time; killing it", process.pid)
+                process.kill()
                 process.wait()
-            return 0
-        for index, process in list(workers.items()):
-            if process.poll() is not None and not is_stopping():
-                log.error("worker %d (pid %d) exited with %s; restarting it", index, process.pid, process.returncode)
-                replacement, read_fd = _start_worker(settings, sockets, metrics_dir, index)
-                workers[index] = replacement
-                try:
-                    _wait_ready(read_fd, replacement)
-                except RuntimeError:
-                    log.exception("worker %d could not restart", index)
+            self._forget(process)
+        return 0
+
+    def _forget(self, process: subprocess.Popen) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))
 
 
 def worker_main() -> int:

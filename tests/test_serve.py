@@ -90,3 +90,24 @@ def test_port_in_use_is_reported(tmp_path):
         assert f"cannot bind stream 127.0.0.1:{blocker.getsockname()[1]}" in result.stderr
     finally:
         blocker.close()
+
+
+def test_sigterm_while_workers_start_exits_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "ihe_engine.cli", "serve", "--data-dir", str(tmp_path),
+                                "--http-port", "0", "--mllp-port", "0", "--audit-tcp-port", "0",
+                                "--audit-udp-port", "0", "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    line = process.stdout.readline()
+    while line and not line.startswith("listening "):  # log lines come first (schema upgrade)
+        line = process.stdout.readline()
+    assert line.startswith("listening "), "the engine exited before listening"
+    process.send_signal(signal.SIGTERM)  # the workers are being started now
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output

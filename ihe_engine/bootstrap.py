@@ -47,7 +47,9 @@ def build_runtime(settings: Settings, reactor: Any) -> Runtime:
 
 def hl7_routes(runtime: Runtime) -> list:
     """HL7 v2 message types the MLLP listener serves (the PIX/PDQ and LTW issues add theirs)."""
-    return []
+    from .identity.iti8 import hl7_routes as iti8_routes
+
+    return [*iti8_routes(runtime)]
 
 
 def _wsdl(name: str) -> bytes | None:

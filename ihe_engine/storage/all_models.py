@@ -5,3 +5,6 @@ adds one import line here.
 """
 
 from . import models  # noqa: F401  foundation tables
+from ..identity import tables  # noqa: F401  patient identity store
+from ..xds.registry import tables as xds_registry_tables  # noqa: F401  XDS registry
+from ..xds.repository import tables as xds_repository_tables  # noqa: F401  XDS document repository

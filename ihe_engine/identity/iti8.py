@@ -1,0 +1,359 @@
+"""ITI-8 Patient Identity Feed (HL7 v2): ADT^A01/A04/A05/A08 create or update a patient, ADT^A40 merges.
+
+Accepted forms: HL7 v2.3.1 (the profile's version), v2.5 and later 2.x, and PAM FR (MSH-12 ``2.5^FRA^2.11``).
+The whole message text is kept in the ``identity_event`` row, so ZBE/ZFA/ZFD/ZFP/ZFV/ZFM segments survive for
+the French rules to read later; nothing here interprets them.
+
+A01/A04/A05/A08
+  Every PID-3 repetition is an identifier of the patient and is kept (PID-3.5 type included). PID-3.4 must name
+  the assigning authority by namespace or universal id (else AE 101, location ``PID^1^3^rep^4``). A repetition
+  whose id is HL7's null ``""`` removes the patient's identifier in that authority. An A08 for a patient the
+  store does not know creates it: a feed that lost its A01 must not lose the patient, and refusing would only
+  make the source resend the same data as an A01. Empty fields keep stored traits; ``""`` clears them.
+  Refusals (nothing written): an identifier already subsumed (204 at ``PID^1^3^rep^1``); identifiers that already
+  designate two different patients (205 Duplicate key identifier: linking them is the cross-referencing policy's
+  decision); an assigning authority outside the configured accepted ones (204 at ``PID^1^3^rep^4``).
+
+A40 (MRG-1 subsumed into PID-3)
+  One pair per message: the first MRG-1 repetition, merged into the PID-3 repetition of the same authority.
+  Rejected without any change, as the reference requires (HL7 table 0357 codes, which has no code dedicated to
+  merges, so the closest ones are used and ERR-8 says exactly what was wrong):
+
+  ====================================================  ====  ================================
+  case                                                  code  ERR-2 location
+  ====================================================  ====  ================================
+  no PID-3 identifier in MRG-1's authority              103   ``MRG^1^1^1^4`` (Table value not found: the
+                                                              authority is not one PID-3 uses)
+  MRG-1 equals the surviving PID-3 identifier           205   ``MRG^1^1^1^1`` (Duplicate key identifier)
+  MRG-1 or PID-3 unknown to the store                   204   ``MRG^1^1^1^1`` / ``PID^1^3^rep^1``
+  MRG-1 or PID-3 already subsumed, or inactive          204   same (Unknown key identifier: not an active key
+                                                              any more; the text says merged or inactive)
+  ====================================================  ====  ================================
+
+  Codes 206/207 are avoided on purpose: the dispatcher does not record those answers (they mean "try again"),
+  whereas these refusals are final and a retransmission must get the same answer.
+
+Audit (reference section D): EventID 110110 Patient Record, EventTypeCode ITI-8; action C for A01/A04/A05, U for
+A08 (even when the A08 created the patient: the action follows the message), and for A40 one D record for the
+subsumed id and one U record for the survivor; the patient participant object carries MSH-10 as detail. Source
+UserID is "MSH-4|MSH-3" (facility|application, as the reference states), destination is MSH-6|MSH-5 with the
+process id. Records are emitted *after commit*: the handler parks them on the session and SQLAlchemy's
+``after_commit`` event emits them; if the work is rolled back instead (a concurrent duplicate, a failed commit)
+``after_soft_rollback`` emits them with outcome 8 and a description saying so. A refusal emits outcome 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Iterable
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from ..audit import AuditRecord, Participant, ParticipantObject
+from ..errors import TransactionError
+from ..hl7v2.dispatch import Hl7Context, Hl7Route
+from ..hl7v2.message import Message, Segment
+from .cx import CX, HL7_NULL, CXError
+from .store import Demographics, FeedEvent, IdentityRefusal, IdentityStore, Refusal
+
+if TYPE_CHECKING:
+    from ..audit import AuditHook
+    from ..runtime import Runtime
+    from ..storage import UnitOfWork
+
+__all__ = ["Iti8Feed", "hl7_routes", "PATIENT_RECORD", "ITI8_EVENT_TYPE", "FEED_EVENTS", "MERGE_EVENT"]
+
+PATIENT_RECORD = ("110110", "DCM", "Patient Record")
+ITI8_EVENT_TYPE = ("ITI-8", "IHE Transactions", "Patient Identity Feed")
+FEED_EVENTS = {"A01": "C", "A04": "C", "A05": "C", "A08": "U"}
+"""Trigger events that create or update a patient, with their audit action."""
+MERGE_EVENT = "A40"
+
+_SOURCE_ROLE = ("110153", "DCM", "Source")
+_DESTINATION_ROLE = ("110152", "DCM", "Destination")
+_PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
+_PENDING_AUDIT = "ihe_engine.identity.pending_audit"
+_REFUSED, _ROLLED_BACK = 4, 8
+
+
+class Iti8Feed:
+    """The ITI-8 handlers; ``accepted_authorities`` (authority keys) restricts the domains fed, None = any."""
+
+    def __init__(self, *, accepted_authorities: Iterable[str] | None = None) -> None:
+        self.accepted_authorities = frozenset(accepted_authorities) if accepted_authorities is not None else None
+
+    def routes(self) -> list[Hl7Route]:
+        handlers = [(f"ADT^{trigger}", self.handle_patient) for trigger in FEED_EVENTS]
+        handlers.append((f"ADT^{MERGE_EVENT}", self.handle_merge))
+        return [Hl7Route(message_type, handler, transaction="ITI-8") for message_type, handler in handlers]
+
+    # -- A01 / A04 / A05 / A08 -------------------------------------------------------------------------------
+
+    def handle_patient(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
+        action = FEED_EVENTS[message.header.trigger_event]
+        try:
+            _check_version(message)
+            pid = _required_segment(message, "PID")
+            identifiers, removed = self._pid3(pid)
+            IdentityStore(uow.session).create_or_update(
+                identifiers, _demographics(pid), _feed_event(message), removed_authorities=removed)
+        except (TransactionError, IdentityRefusal) as exc:
+            refusal = _as_transaction_error(exc, message)
+            _audit_after_commit(uow, context, [_record(context, action, _first_pid3(message), refusal)])
+            raise refusal from None
+        _audit_after_commit(uow, context, [_record(context, action, identifiers[0].to_hl7())])
+
+    def _pid3(self, pid: Segment) -> tuple[list[CX], list[str]]:
+        """(identifiers to keep, authority keys whose identifier the sender removed)."""
+        identifiers: list[CX] = []
+        removed: list[str] = []
+        for repetition, text in enumerate(pid.repetitions(3), start=1):
+            cx = _parse_cx(text, pid, "PID", 3, repetition)
+            self._check_authority(cx, f"PID^1^3^{repetition}^4")
+            if cx.is_null:
+                removed.append(cx.authority_key)
+            else:
+                identifiers.append(cx)
+        if not identifiers:
+            raise TransactionError("PID-3 carries no patient identifier", code="101", location="PID^1^3")
+        return identifiers, removed
+
+    def _check_authority(self, cx: CX, location: str) -> None:
+        if self.accepted_authorities is not None and cx.authority_key not in self.accepted_authorities:
+            raise TransactionError(f"assigning authority {cx.authority_key!r} is not fed to this manager",
+                                   code="204", location=location)
+
+    # -- A40 -------------------------------------------------------------------------------------------------
+
+    def handle_merge(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
+        subsumed_text, survivor_text = _first_rep(message, "MRG", 1), _first_pid3(message)
+        try:
+            _check_version(message)
+            subsumed, survivor = self._merge_pair(message)
+            subsumed_text, survivor_text = subsumed.to_hl7(), survivor.to_hl7()
+            IdentityStore(uow.session).merge(survivor, subsumed, _feed_event(message))
+        except (TransactionError, IdentityRefusal) as exc:
+            refusal = _as_transaction_error(exc, message)
+            _audit_after_commit(uow, context, [_record(context, "D", subsumed_text, refusal),
+                                               _record(context, "U", survivor_text, refusal)])
+            raise refusal from None
+        _audit_after_commit(uow, context, [_record(context, "D", subsumed_text),
+                                           _record(context, "U", survivor_text)])
+
+    def _merge_pair(self, message: Message) -> tuple[CX, CX]:
+        """(subsumed from MRG-1, survivor: the PID-3 repetition in the same authority)."""
+        pid, mrg = _required_segment(message, "PID"), _required_segment(message, "MRG")
+        merged_texts = mrg.repetitions(1)
+        if not merged_texts:
+            raise TransactionError("MRG-1 (the subsumed identifier) is empty", code="101", location="MRG^1^1")
+        subsumed = _parse_cx(merged_texts[0], mrg, "MRG", 1, 1)
+        self._check_authority(subsumed, "MRG^1^1^1^4")
+        candidates = [_parse_cx(text, pid, "PID", 3, repetition)
+                      for repetition, text in enumerate(pid.repetitions(3), start=1)]
+        if not candidates:
+            raise TransactionError("PID-3 (the surviving identifier) is empty", code="101", location="PID^1^3")
+        for survivor in candidates:
+            if survivor.authority_key == subsumed.authority_key and not survivor.is_null:
+                return subsumed, survivor
+        raise IdentityRefusal(f"no PID-3 identifier is in the assigning authority of MRG-1 ({subsumed})",
+                              reason=Refusal.DIFFERENT_AUTHORITIES, identifier=subsumed)
+
+
+def hl7_routes(runtime: "Runtime | None" = None, *, accepted_authorities: Iterable[str] | None = None
+               ) -> list[Hl7Route]:
+    """The ITI-8 routes (ADT^A01, A04, A05, A08, A40) for the MLLP dispatcher."""
+    return Iti8Feed(accepted_authorities=accepted_authorities).routes()
+
+
+# -- reading the message -----------------------------------------------------------------------------------------
+
+def _check_version(message: Message) -> None:
+    """HL7 v2.3 and later 2.x (2.3.1, 2.5, 2.5.1, PAM FR's 2.5^FRA^2.11)."""
+    parts = message.header.version.split(".")
+    if len(parts) < 2 or parts[0] != "2" or not parts[1].isdigit() or int(parts[1]) < 3:
+        raise TransactionError(f"HL7 version {message.header.version!r} is not supported by ITI-8", code="203",
+                               location="MSH^1^12")
+
+
+def _required_segment(message: Message, name: str) -> Segment:
+    segment = message.find_segment(name)
+    if segment is None:
+        raise TransactionError(f"required segment {name} is missing", code="100", location=f"{name}^1")
+    return segment
+
+
+def _parse_cx(text: str, segment: Segment, name: str, field: int, repetition: int) -> CX:
+    try:
+        return CX.from_hl7(text, segment.encoding, segment.charset)
+    except CXError as exc:
+        raise TransactionError(f"{name}-{field} repetition {repetition}: {exc}", code=exc.hl7_code,
+                               location=exc.location_in(name, field, repetition)) from None
+
+
+def _first_rep(message: Message, name: str, field: int) -> str:
+    segment = message.find_segment(name)
+    repetitions = segment.repetitions(field) if segment is not None else []
+    return repetitions[0] if repetitions else ""
+
+
+def _first_pid3(message: Message) -> str:
+    return _first_rep(message, "PID", 3)
+
+
+def _trait(value: str, limit: int) -> str | None:
+    """Field text to a stored trait: empty means not sent (None), HL7 null means clear ("")."""
+    if not value:
+        return None
+    return "" if value == HL7_NULL else value[:limit]
+
+
+def _demographics(pid: Segment) -> Demographics:
+    name = _name_traits(pid)
+    address, birthplace = _addresses(pid)
+    birth_date = pid.get(7)
+    return Demographics(
+        **name,
+        birth_date=_trait(birth_date if birth_date == HL7_NULL else birth_date[:8], 8),
+        sex=_trait(pid.get(8), 1),
+        birthplace=birthplace or _trait(pid.get(23), 200),
+        city=_trait(address.get("city", ""), 200),
+        postal_code=_trait(address.get("postal_code", ""), 20),
+        phone=_trait(_phone(pid), 100),
+        identity_reliability=_trait(pid.get(32), 20),
+    )
+
+
+def _name_traits(pid: Segment) -> dict[str, str | None]:
+    """PID-5: the used name (type D, else the first) and the birth name (type L, as PAM FR defines it)."""
+    if pid[5] == HL7_NULL:
+        return dict.fromkeys(("family_name", "given_name", "given_names", "birth_name"), "")
+    names = [pid.components(5, number) for number in range(1, len(pid.repetitions(5)) + 1)]
+    if not names:
+        return {}
+    by_type = {_at(name, 7): name for name in reversed(names)}
+    used = by_type.get("D") or by_type.get("L") or names[0]
+    birth = by_type.get("L")
+    surname = pid.encoding.subcomponent  # XPN.1 is FN (surname&own prefix&...): only the surname is a trait
+    return {"family_name": _trait(_at(used, 1).split(surname)[0], 200), "given_name": _trait(_at(used, 2), 200),
+            "given_names": _trait(_at(used, 3), 400),
+            "birth_name": _trait(_at(birth, 1).split(surname)[0], 200) if birth else None}
+
+
+def _addresses(pid: Segment) -> tuple[dict[str, str], str | None]:
+    """(home address components, birthplace): PAM FR puts the birthplace in a PID-11 repetition of type BDL."""
+    home: dict[str, str] = {}
+    birthplace = None
+    for number in range(1, len(pid.repetitions(11)) + 1):
+        address = pid.components(11, number)
+        if _at(address, 7) == "BDL":
+            birthplace = _trait(_at(address, 9) or _at(address, 3), 200)
+        elif not home:
+            home = {"city": _at(address, 3), "postal_code": _at(address, 5)}
+    return home, birthplace
+
+
+def _phone(pid: Segment) -> str:
+    telecom = pid.components(13)
+    return _at(telecom, 1) or _at(telecom, 12) or (_at(telecom, 6) + _at(telecom, 7))
+
+
+def _at(parts: list[str], number: int) -> str:
+    return parts[number - 1] if number <= len(parts) else ""
+
+
+def _feed_event(message: Message) -> FeedEvent:
+    header = message.header
+    return FeedEvent(kind=header.trigger_event, sending_application=header.sending_application,
+                     sending_facility=header.sending_facility, control_id=header.control_id,
+                     details={"version": header.version_field, "message_type": message.msh[9]},
+                     raw_message=message.text)
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
+
+_REFUSAL_CODES = {Refusal.DIFFERENT_AUTHORITIES: "103", Refusal.SAME_IDENTIFIER: "205",
+                  Refusal.DIFFERENT_PATIENTS: "205", Refusal.UNKNOWN: "204", Refusal.SUBSUMED: "204",
+                  Refusal.INACTIVE: "204"}
+
+
+def _as_transaction_error(exc: TransactionError | IdentityRefusal, message: Message) -> TransactionError:
+    if isinstance(exc, TransactionError):
+        return exc
+    return TransactionError(str(exc), code=_REFUSAL_CODES[exc.reason], location=_refusal_location(exc, message))
+
+
+def _refusal_location(refusal: IdentityRefusal, message: Message) -> str:
+    """Where the identifier at fault sits: MRG-1 or the PID-3 repetition holding it."""
+    if refusal.reason is Refusal.DIFFERENT_AUTHORITIES:
+        return "MRG^1^1^1^4"
+    mrg = message.find_segment("MRG")
+    if mrg is not None and mrg.repetitions(1) and _same(mrg, mrg.repetitions(1)[0], refusal.identifier):
+        return "MRG^1^1^1^1"
+    pid = message.find_segment("PID")
+    for repetition, text in enumerate(pid.repetitions(3) if pid is not None else [], start=1):
+        if _same(pid, text, refusal.identifier):  # type: ignore[arg-type]
+            return f"PID^1^3^{repetition}^1"
+    return "PID^1^3"
+
+
+def _same(segment: Segment, text: str, cx: CX) -> bool:
+    try:
+        return CX.from_hl7(text, segment.encoding, segment.charset).key == cx.key
+    except CXError:
+        return False
+
+
+# -- audit -----------------------------------------------------------------------------------------------------
+
+def _record(context: Hl7Context, action: str, patient_id: str, refusal: TransactionError | None = None
+            ) -> AuditRecord:
+    header = context.message.header
+    runtime = context.runtime
+    source = Participant(user_id=f"{header.sending_facility}|{header.sending_application}", is_requestor=True,
+                         role=_SOURCE_ROLE, network_access_point=context.peer.rsplit(":", 1)[0] or None)
+    destination = Participant(
+        user_id=f"{header.receiving_facility or context.sending_facility}|"
+                f"{header.receiving_application or context.sending_application}",
+        is_requestor=False, role=_DESTINATION_ROLE,
+        alternative_user_id=runtime.process_id if runtime is not None else None,
+        network_access_point=runtime.node_name if runtime is not None else None)
+    patient = ParticipantObject(object_id=patient_id, type_code=1, type_code_role=1, id_type=_PATIENT_NUMBER,
+                                details=(("MSH-10", header.control_id.encode()),))
+    return AuditRecord(event_id=PATIENT_RECORD, action=action, event_types=(ITI8_EVENT_TYPE,),
+                       outcome=_REFUSED if refusal is not None else 0,
+                       outcome_description=str(refusal) if refusal is not None else None,
+                       participants=(source, destination), objects=(patient,) if patient_id else (),
+                       transaction="ITI-8")
+
+
+def _audit_after_commit(uow: "UnitOfWork", context: Hl7Context, records: list[AuditRecord]) -> None:
+    """Park ``records`` on the session: emitted once it commits, or as failures if it rolls back."""
+    if context.runtime is None:
+        return
+    session = uow.session
+    pending = session.info.get(_PENDING_AUDIT)
+    if pending is None:
+        pending = session.info[_PENDING_AUDIT] = []
+        event.listen(session, "after_commit", _emit_committed)
+        event.listen(session, "after_soft_rollback", _emit_rolled_back)
+    pending.extend((context.runtime.audit, record) for record in records)
+
+
+def _take_pending(session: Session) -> list[tuple["AuditHook", AuditRecord]]:
+    pending = session.info.get(_PENDING_AUDIT) or []
+    session.info[_PENDING_AUDIT] = []
+    return pending
+
+
+def _emit_committed(session: Session) -> None:
+    for hook, record in _take_pending(session):
+        hook.emit(record)
+
+
+def _emit_rolled_back(session: Session, previous_transaction: object) -> None:
+    for hook, record in _take_pending(session):
+        if record.outcome == 0:
+            record = dataclasses.replace(record, outcome=_ROLLED_BACK,
+                                         outcome_description="the change was rolled back, not committed")
+        hook.emit(record)

@@ -1,0 +1,358 @@
+"""The patient identity store: the one place that decides who a patient identifier designates.
+
+Readers (the XDS registry, PIX and PDQ later) ask :meth:`IdentityStore.resolve` or
+:meth:`IdentityStore.is_known_in_domain`: each is one indexed query (the unique (authority, value) index joined
+to the patient by primary key), because a merge never leaves a chain to walk -- a merged patient's
+``merged_into_id`` always names the active survivor.
+
+Writers are feeds (ITI-8 now, ITI-44 and the vigilance queue later). Refusals are :class:`IdentityRefusal`,
+naming the reason and the identifier at fault but nothing of the wire; each feed turns them into its own error
+(HL7 ERR, SOAP fault). Merges are conservative: the subsumed record keeps its other identifiers (they resolve to
+the survivor but count as subsumed), so nothing -- an INS in particular -- is carried over silently; the
+cross-referencing policy of the PIX/PDQ issue decides what moves.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import unicodedata
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from .cx import CX, IdentifierKey
+from .tables import IdentifierStatus, IdentityEvent, Patient, PatientIdentifier, PatientStatus
+
+__all__ = ["IdentityStore", "ResolvedIdentity", "IdentifierState", "Demographics", "FeedEvent", "FeedResult",
+           "MergeResult", "IdentityRefusal", "Refusal", "search_key"]
+
+_LIGATURES = str.maketrans({"Œ": "OE", "œ": "oe", "Æ": "AE", "æ": "ae", "ß": "ss"})
+
+
+def search_key(name: str | None) -> str | None:
+    """A name as PDQ compares it: uppercase, no accents, punctuation and spaces reduced to single spaces."""
+    if not name:
+        return None
+    decomposed = unicodedata.normalize("NFKD", name.translate(_LIGATURES))
+    letters = "".join(char for char in decomposed if not unicodedata.combining(char)).upper()
+    words = "".join(char if char.isalnum() else " " for char in letters).split()
+    return " ".join(words) or None
+
+
+class IdentifierState(enum.StrEnum):
+    ACTIVE = "active"
+    SUBSUMED = "subsumed"
+    """Merged away by an A40, or carried by a patient record that was."""
+    INACTIVE = "inactive"
+    """Removed by its sender (an HL7 ``""`` id for that authority)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResolvedIdentity:
+    """What an identifier designates now."""
+
+    identifier: CX
+    state: IdentifierState
+    patient_id: int
+    """The surviving patient (the record itself when it was never merged)."""
+    record_patient_id: int
+    """The patient record the identifier is attached to."""
+
+    @property
+    def is_active(self) -> bool:
+        return self.state is IdentifierState.ACTIVE
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Demographics:
+    """Traits a feed sends. ``None``: not sent, keep what is stored; ``""``: HL7 null, clear the stored value."""
+
+    family_name: str | None = None
+    given_name: str | None = None
+    given_names: str | None = None
+    birth_name: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+    birthplace: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    phone: str | None = None
+    identity_reliability: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedEvent:
+    """Where a change came from, recorded in ``identity_event``."""
+
+    kind: str
+    sending_application: str = ""
+    sending_facility: str = ""
+    control_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    raw_message: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedResult:
+    patient_id: int
+    created: bool
+    added: tuple[CX, ...] = ()
+    deactivated: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MergeResult:
+    survivor_patient_id: int
+    subsumed_patient_id: int
+
+
+class Refusal(enum.StrEnum):
+    UNKNOWN = "unknown"
+    SUBSUMED = "subsumed"
+    INACTIVE = "inactive"
+    SAME_IDENTIFIER = "same identifier"
+    DIFFERENT_AUTHORITIES = "different authorities"
+    DIFFERENT_PATIENTS = "different patients"
+
+
+class IdentityRefusal(Exception):
+    """The store refused a change; nothing was written. ``identifier`` is the one at fault."""
+
+    def __init__(self, message: str, *, reason: Refusal, identifier: CX) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.identifier = identifier
+
+
+class IdentityStore:
+    """Repository over one SQLAlchemy session (the unit of work's); it flushes but never commits."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def find_by_identifier(self, cx: CX) -> PatientIdentifier | None:
+        """The stored identifier row with this key, whatever its status."""
+        return self.session.scalars(_identifier_by_key(cx.key)).one_or_none()
+
+    def resolve(self, cx: CX) -> ResolvedIdentity | None:
+        """Whom ``cx`` designates now (following merges), in what state; None when the store never saw it."""
+        row = self.session.execute(
+            select(PatientIdentifier.patient_id, PatientIdentifier.status, Patient.status, Patient.merged_into_id)
+            .join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(PatientIdentifier.authority_key == cx.authority_key, PatientIdentifier.value == cx.id)
+        ).one_or_none()
+        if row is None:
+            return None
+        record_id, identifier_status, patient_status, merged_into = row
+        return ResolvedIdentity(identifier=cx, state=_state(identifier_status, patient_status),
+                                patient_id=merged_into or record_id, record_patient_id=record_id)
+
+    def is_known_in_domain(self, cx: CX, authority_oid: str) -> bool:
+        """True when ``cx`` belongs to the domain ``authority_oid``, is known, active and not subsumed."""
+        if cx.universal_id != authority_oid:
+            return False
+        found = self.session.execute(
+            select(PatientIdentifier.id)
+            .join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(PatientIdentifier.authority_key == authority_oid, PatientIdentifier.value == cx.id,
+                   PatientIdentifier.status == IdentifierStatus.ACTIVE, Patient.status == PatientStatus.ACTIVE)
+        ).first()
+        return found is not None
+
+    def patient(self, patient_id: int) -> Patient | None:
+        return self.session.get(Patient, patient_id)
+
+    def identifiers_of(self, patient_id: int, *, active_only: bool = True) -> list[CX]:
+        """The identifiers attached to one patient record, oldest first."""
+        query = select(PatientIdentifier).where(PatientIdentifier.patient_id == patient_id)
+        if active_only:
+            query = query.where(PatientIdentifier.status == IdentifierStatus.ACTIVE)
+        return [_to_cx(row) for row in self.session.scalars(query.order_by(PatientIdentifier.id))]
+
+    def history(self, patient_id: int) -> list[IdentityEvent]:
+        """Events of a patient and of the records merged into it, in the order they happened."""
+        merged_here = select(Patient.id).where(Patient.merged_into_id == patient_id)
+        query = select(IdentityEvent).where(or_(
+            IdentityEvent.patient_id == patient_id, IdentityEvent.other_patient_id == patient_id,
+            IdentityEvent.patient_id.in_(merged_here)))
+        return list(self.session.scalars(query.order_by(IdentityEvent.id)))
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def create_or_update(self, identifiers: Sequence[CX], demographics: Demographics, event: FeedEvent, *,
+                         removed_authorities: Iterable[str] = ()) -> FeedResult:
+        """Record a patient known by ``identifiers`` (all of them kept), creating it when none is known.
+
+        Refused when one identifier is subsumed or when the identifiers already designate different patients:
+        linking two records is the cross-referencing policy's decision, not a side effect of a feed.
+        ``removed_authorities``: authority keys in which the patient no longer has an identifier.
+        """
+        if not identifiers:
+            raise ValueError("a patient needs at least one identifier")
+        known = self._rows_with_patients([cx.key for cx in identifiers])
+        patient = self._the_one_patient(identifiers, known)
+        traits = _trait_values(demographics)
+        if patient is None:
+            patient_id = self.session.scalar(insert(Patient).returning(Patient.id), traits)
+        else:
+            patient_id = patient.id
+            for name, value in traits.items():
+                setattr(patient, name, value)
+        added = self._attach(patient_id, identifiers, known)
+        deactivated = self._deactivate(patient_id, set(removed_authorities) - {cx.authority_key for cx in identifiers})
+        self._record(event, patient_id, details={"identifiers": [str(cx) for cx in identifiers],
+                                                  "created": patient is None, **event.details})
+        return FeedResult(patient_id=patient_id, created=patient is None, added=tuple(added),
+                          deactivated=deactivated)
+
+    def merge(self, survivor: CX, subsumed: CX, event: FeedEvent) -> MergeResult:
+        """Subsume ``subsumed`` into ``survivor`` (same authority, both known and active); not undoable."""
+        if survivor.authority_key != subsumed.authority_key:
+            raise IdentityRefusal(f"{subsumed} and {survivor} belong to different assigning authorities",
+                                  reason=Refusal.DIFFERENT_AUTHORITIES, identifier=subsumed)
+        if survivor.key == subsumed.key:
+            raise IdentityRefusal(f"{subsumed} cannot be merged into itself", reason=Refusal.SAME_IDENTIFIER,
+                                  identifier=subsumed)
+        known = self._rows_with_patients([subsumed.key, survivor.key])
+        gone, kept = (self._mergeable(cx, known) for cx in (subsumed, survivor))
+        gone.status = IdentifierStatus.MERGED
+        if gone.patient_id != kept.patient_id:
+            self._retire(gone.patient_id, kept.patient_id)
+        self.session.flush()
+        self._record(event, kept.patient_id, other_patient_id=gone.patient_id,
+                     details={"survivor": str(survivor), "subsumed": str(subsumed), **event.details})
+        return MergeResult(survivor_patient_id=kept.patient_id, subsumed_patient_id=gone.patient_id)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _rows_with_patients(self, keys: list[IdentifierKey]) -> dict[IdentifierKey, tuple[PatientIdentifier, Patient]]:
+        """One query: every stored identifier among ``keys`` with its patient record.
+
+        An OR of (authority, value) pairs rather than a row-value IN, which SQLite answers with a table scan.
+        """
+        rows = self.session.execute(
+            select(PatientIdentifier, Patient).join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(or_(*(and_(PatientIdentifier.authority_key == key.authority, PatientIdentifier.value == key.value)
+                         for key in keys))))
+        return {IdentifierKey(identifier.authority_key, identifier.value): (identifier, patient)
+                for identifier, patient in rows}
+
+    def _the_one_patient(self, identifiers: Sequence[CX],
+                         known: dict[IdentifierKey, tuple[PatientIdentifier, Patient]]) -> Patient | None:
+        patients: dict[int, Patient] = {}
+        for cx in identifiers:
+            if cx.key not in known:
+                continue
+            identifier, patient = known[cx.key]
+            if _state(identifier.status, patient.status) is IdentifierState.SUBSUMED:
+                raise IdentityRefusal(f"{cx} was merged into another identifier", reason=Refusal.SUBSUMED,
+                                      identifier=cx)
+            patients.setdefault(patient.id, patient)
+            if len(patients) > 1:
+                raise IdentityRefusal(f"{cx} designates another patient than the identifiers before it",
+                                      reason=Refusal.DIFFERENT_PATIENTS, identifier=cx)
+        return next(iter(patients.values()), None)
+
+    def _attach(self, patient_id: int, identifiers: Sequence[CX],
+                known: dict[IdentifierKey, tuple[PatientIdentifier, Patient]]) -> list[CX]:
+        """Add new identifiers (one INSERT), revive inactive ones, refresh namespace/type code."""
+        added: dict[IdentifierKey, CX] = {}
+        for cx in identifiers:
+            if cx.key in known:
+                _refresh(known[cx.key][0], cx)
+            else:
+                added.setdefault(cx.key, cx)
+        if added:
+            self.session.execute(insert(PatientIdentifier), [_identifier_values(patient_id, cx)
+                                                             for cx in added.values()])
+        return list(added.values())
+
+    def _deactivate(self, patient_id: int, authority_keys: set[str]) -> int:
+        if not authority_keys:
+            return 0
+        result = self.session.execute(
+            update(PatientIdentifier)
+            .where(PatientIdentifier.patient_id == patient_id, PatientIdentifier.status == IdentifierStatus.ACTIVE,
+                   PatientIdentifier.authority_key.in_(authority_keys))
+            .values(status=IdentifierStatus.INACTIVE).execution_options(synchronize_session="fetch"))
+        return result.rowcount or 0
+
+    def _mergeable(self, cx: CX, known: dict[IdentifierKey, tuple[PatientIdentifier, Patient]]) -> PatientIdentifier:
+        if cx.key not in known:
+            raise IdentityRefusal(f"{cx} is not known", reason=Refusal.UNKNOWN, identifier=cx)
+        identifier, patient = known[cx.key]
+        state = _state(identifier.status, patient.status)
+        if state is IdentifierState.SUBSUMED:
+            raise IdentityRefusal(f"{cx} was already merged", reason=Refusal.SUBSUMED, identifier=cx)
+        if state is IdentifierState.INACTIVE:
+            raise IdentityRefusal(f"{cx} is no longer active", reason=Refusal.INACTIVE, identifier=cx)
+        return identifier
+
+    def _retire(self, subsumed_patient_id: int, survivor_patient_id: int) -> None:
+        """Mark the subsumed record merged and re-point earlier merges into it, so chains never form."""
+        self.session.execute(
+            update(Patient).where(or_(Patient.id == subsumed_patient_id,
+                                      Patient.merged_into_id == subsumed_patient_id))
+            .values(status=PatientStatus.MERGED, merged_into_id=survivor_patient_id)
+            .execution_options(synchronize_session="fetch"))
+
+    def _record(self, event: FeedEvent, patient_id: int, *, other_patient_id: int | None = None,
+                details: dict[str, Any]) -> None:
+        self.session.execute(insert(IdentityEvent), [dict(
+            kind=event.kind, patient_id=patient_id, other_patient_id=other_patient_id,
+            sending_application=event.sending_application[:227], sending_facility=event.sending_facility[:227],
+            control_id=event.control_id[:199], details=json.dumps(details, ensure_ascii=False, sort_keys=True),
+            raw_message=event.raw_message)])
+
+
+def _identifier_by_key(key: IdentifierKey):  # type: ignore[no-untyped-def]
+    return select(PatientIdentifier).where(PatientIdentifier.authority_key == key.authority,
+                                           PatientIdentifier.value == key.value)
+
+
+def _state(identifier_status: str, patient_status: str) -> IdentifierState:
+    if identifier_status == IdentifierStatus.MERGED or patient_status == PatientStatus.MERGED:
+        return IdentifierState.SUBSUMED
+    if identifier_status == IdentifierStatus.INACTIVE:
+        return IdentifierState.INACTIVE
+    return IdentifierState.ACTIVE
+
+
+_KEYED_NAMES = {"family_name": "family_name_key", "birth_name": "birth_name_key"}
+
+
+def _trait_values(demographics: Demographics) -> dict[str, str | None]:
+    """Column values for the sent traits (None = keep, so left out; "" = clear), name search keys in step."""
+    values: dict[str, str | None] = {}
+    for trait in fields(Demographics):
+        value = getattr(demographics, trait.name)
+        if value is None:
+            continue
+        values[trait.name] = value or None
+        if trait.name in _KEYED_NAMES:
+            values[_KEYED_NAMES[trait.name]] = search_key(value)
+    return values
+
+
+def _identifier_values(patient_id: int, cx: CX) -> dict[str, Any]:
+    return dict(patient_id=patient_id, value=cx.id, authority_key=cx.authority_key, namespace_id=cx.namespace_id,
+                universal_id=cx.universal_id, universal_id_type=cx.universal_id_type, type_code=cx.type_code,
+                status=IdentifierStatus.ACTIVE)
+
+
+def _refresh(row: PatientIdentifier, cx: CX) -> None:
+    if row.status == IdentifierStatus.INACTIVE:
+        row.status = IdentifierStatus.ACTIVE
+    for name in ("namespace_id", "type_code"):
+        if getattr(cx, name) and getattr(row, name) != getattr(cx, name):
+            setattr(row, name, getattr(cx, name))
+
+
+def _to_cx(row: PatientIdentifier) -> CX:
+    return CX(id=row.value, namespace_id=row.namespace_id, universal_id=row.universal_id,
+              universal_id_type=row.universal_id_type, type_code=row.type_code)

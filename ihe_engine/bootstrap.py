@@ -21,7 +21,7 @@ from .storage import Database
 from .storage.blobstore import BlobStore
 from .resources import data_dir
 
-__all__ = ["blocking_threads", "build_runtime", "purge_expired", "start_housekeeping", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
+__all__ = ["xds_operations", "blocking_threads", "build_runtime", "purge_expired", "start_housekeeping", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
 
 log = logging.getLogger("ihe_engine.bootstrap")
 WSDL_DIR = data_dir("schemas/wsdl")
@@ -63,13 +63,36 @@ def soap_endpoints(runtime: Runtime) -> dict:
 
     settings = runtime.settings
     common = {"max_body": settings.max_soap_body, "spool_dir": settings.spool_dir}
-    return {
+    endpoints = {
         "xds/registry": SoapEndpoint("xds-registry", runtime, wsdl=_wsdl("xds-registry.wsdl"), **common),
         "xds/repository": SoapEndpoint("xds-repository", runtime, wsdl=_wsdl("xds-repository.wsdl"),
                                        **common),
         "pix": SoapEndpoint("pix", runtime, wsdl=None, **common),
         "pdq": SoapEndpoint("pdq", runtime, wsdl=None, **common),
     }
+    for path, operations in xds_operations(runtime).items():
+        for operation in operations:
+            endpoints[path].register(operation)
+    return endpoints
+
+
+def xds_operations(runtime: Runtime) -> dict[str, list]:
+    """The XDS.b registry (ITI-42, 18, 51) and repository (ITI-41, 43, 86), sharing one registry actor."""
+    from .xds.query.soap import query_operations
+    from .xds.registry.actor import DocumentRegistry, RegistrySettings
+    from .xds.registry.soap import registry_operations
+    from .xds.repository import (DEFAULT_REPOSITORY_UNIQUE_ID, DocumentRepository, RepositorySettings,
+                                 registry_client_for, repository_operations)
+
+    settings = runtime.settings
+    registry_settings = RegistrySettings.from_settings(settings)
+    registry = DocumentRegistry(registry_settings)
+    repository = DocumentRepository(
+        RepositorySettings(settings.repository_id or DEFAULT_REPOSITORY_UNIQUE_ID,
+                           home_community_id=registry_settings.home_community_id),
+        runtime.blobs, registry_client_for(settings, registry, runtime))
+    return {"xds/registry": [*registry_operations(runtime, registry), *query_operations(runtime, registry_settings)],
+            "xds/repository": repository_operations(runtime, repository)}
 
 
 def _on_syslog_message(message: Any, peer: str) -> None:

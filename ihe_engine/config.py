@@ -29,6 +29,8 @@ class Settings:
     audit_udp_port: int = 5514
     affinity_domain: str | None = None
     repository_id: str | None = None
+    xds_codes: Path | None = None
+    home_community_id: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
@@ -78,7 +80,7 @@ class Settings:
         return self.data_dir / "spool"
 
 
-_PATH_KEYS = {"data_dir", "tls_cert", "tls_key", "tls_ca", "tls_crl"}
+_PATH_KEYS = {"data_dir", "tls_cert", "tls_key", "tls_ca", "tls_crl", "xds_codes"}
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -132,6 +134,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit-udp-port", type=int, help="syslog UDP port for ATNA (default 5514)")
     parser.add_argument("--affinity-domain", help="assigning authority OID of patient ids the XDS registry accepts")
     parser.add_argument("--repository-id", help="repositoryUniqueId OID of the embedded XDS repository")
+    parser.add_argument("--xds-codes", type=Path,
+                        help="affinity domain code set: a NIST codes.xml or the engine's TOML profile "
+                             "(default: any well-formed code is accepted)")
+    parser.add_argument("--home-community-id", help="homeCommunityId (urn:oid:...) of this community")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate of this node (enables mutual TLS)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of this node")
     parser.add_argument("--tls-ca", type=Path, help="PEM bundle of CAs whose clients are accepted")

@@ -225,11 +225,23 @@ def test_malformed_values_name_parameter_and_reason(name, value, why):
     assert name in error.code_context and why in error.code_context
 
 
-def test_unknown_parameter_is_refused():
-    error = refusal(request(SQ_FIND_DOCUMENTS, [
+def test_unknown_parameter_is_ignored_with_a_warning():
+    """NIST 11897/practicesetting_scheme: an obsolete parameter must not fail the query."""
+    parsed = parse_adhoc_query_request(request(SQ_FIND_DOCUMENTS, [
         ("$XDSDocumentEntryPatientId", [PID]), ("$XDSDocumentEntryStatus", [APPROVED]),
         ("$XDSDocumentEntryPracticeSettingCodeScheme", ["('Connect-a-thon practiceSettingCodes')"])]))
-    assert codes(error) == [("XDSRegistryError", "$XDSDocumentEntryPracticeSettingCodeScheme")]
+    assert "$XDSDocumentEntryPracticeSettingCodeScheme" not in parsed.params
+    assert [(w.error_code, w.location, w.is_error) for w in parsed.warnings] == [
+        ("XDSRegistryError", "$XDSDocumentEntryPracticeSettingCodeScheme", False)]
+
+
+def test_obsolete_code_format_is_still_refused():
+    """NIST 11897/old_scheme: a code value without ^^scheme fails, whatever other parameters say."""
+    error = refusal(request(SQ_FIND_DOCUMENTS, [
+        ("$XDSDocumentEntryPatientId", [PID]), ("$XDSDocumentEntryStatus", [APPROVED]),
+        ("$XDSDocumentEntryPracticeSettingCode", ["('Dialysis')"]),
+        ("$XDSDocumentEntryPracticeSettingCodeScheme", ["('Connect-a-thon practiceSettingCodes')"])]))
+    assert codes(error) == [("XDSRegistryError", "$XDSDocumentEntryPracticeSettingCode")]
 
 
 def test_every_problem_is_reported_at_once():

@@ -17,7 +17,8 @@ from types import MappingProxyType
 from lxml import etree
 
 from ...ns import QUERY, RIM, qn
-from ..constants import (STATUS_APPROVED, STATUS_DEPRECATED, STATUS_SUBMITTED, normalize_association_type)
+from ..constants import (SEVERITY_WARNING, STATUS_APPROVED, STATUS_DEPRECATED, STATUS_SUBMITTED,
+                         normalize_association_type)
 from ..errors import (RegistryError, XdsError, XDS_REGISTRY_ERROR, XDS_STORED_QUERY_MISSING_PARAM,
                       XDS_STORED_QUERY_PARAM_NUMBER, XDS_UNKNOWN_STORED_QUERY)
 from ..model import Code, dtm_key
@@ -62,6 +63,7 @@ class StoredQueryRequest:
     request_id: str | None = None
     params: Mapping[str, object] = field(default_factory=dict)
     given: frozenset[str] = frozenset()  # parameters the request actually carried
+    warnings: tuple[RegistryError, ...] = ()  # e.g. parameters the query does not define, ignored
 
     @property
     def query_id(self) -> str:
@@ -224,10 +226,24 @@ class _TooMany(ParameterSyntaxError):
 
 # ---------------------------------------------------------------------------------------------------- binding
 
+def unknown_parameter_warnings(definition: QueryDefinition, slots: list[tuple[str, list[str]]]
+                               ) -> tuple[RegistryError, ...]:
+    """Parameters the query does not define are ignored, with a Warning naming each.
+
+    Consumers still send obsolete ones (the NIST kit's ``...PracticeSettingCodeScheme``), and the kit expects the
+    query to succeed; a Warning keeps the answer honest without failing it.
+    """
+    names = dict.fromkeys(name for name, _ in slots if name not in definition.params)
+    return tuple(RegistryError(error_code=XDS_REGISTRY_ERROR, severity=SEVERITY_WARNING, location=name,
+                               code_context=f"{definition.name} has no parameter {name}; it was ignored")
+                 for name in names)
+
+
 def bind_parameters(definition: QueryDefinition, slots: list[tuple[str, list[str]]]) -> dict[str, object]:
     """Check the request's Slots against the query definition; the typed values, defaults applied.
 
-    Raises one :class:`XdsError` carrying every problem found (each naming its parameter).
+    Raises one :class:`XdsError` carrying every problem found (each naming its parameter). Parameters the query
+    does not define are skipped here (see :func:`unknown_parameter_warnings`).
     """
     errors: list[RegistryError] = []
     grouped: dict[str, list[list[str]]] = {}
@@ -237,7 +253,6 @@ def bind_parameters(definition: QueryDefinition, slots: list[tuple[str, list[str
     for name, occurrences in grouped.items():
         spec = definition.params.get(name)
         if spec is None:
-            errors.append(_error(XDS_REGISTRY_ERROR, f"{definition.name} has no parameter {name}", name))
             continue
         value = _bind_one(spec, occurrences, definition, errors)
         if value is not None:
@@ -325,7 +340,8 @@ def parse_adhoc_query_request(element: etree._Element) -> StoredQueryRequest:
     params = bind_parameters(definition, slots)
     return StoredQueryRequest(definition=definition, return_type=return_type, return_composed_objects=composed,
                               home=(query.get("home") or "").strip() or None, request_id=element.get("id"),
-                              params=MappingProxyType(params), given=frozenset(name for name, _ in slots))
+                              params=MappingProxyType(params), given=frozenset(name for name, _ in slots),
+                              warnings=unknown_parameter_warnings(definition, slots))
 
 
 def _response_option(option: etree._Element | None) -> tuple[str, bool]:

@@ -78,7 +78,8 @@ def _handle(runtime: Any, settings: QuerySettings, transaction: str, soap_reques
         _check_transaction(request.definition, transaction)
         with runtime.uow(readonly=True) as uow:
             result = answer_query(request, uow, settings)
-        body, errors = adhoc_query_response(RESPONSE_SUCCESS, result.objects, request_id=request.request_id), ()
+        errors = request.warnings
+        body = adhoc_query_response(RESPONSE_SUCCESS, result.objects, errors=errors, request_id=request.request_id)
     except XdsError as refusal:
         errors = refusal.errors
         body = adhoc_query_response(RESPONSE_FAILURE, (), errors=errors, request_id=payload.get("id"))

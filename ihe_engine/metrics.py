@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import multiprocess
 
 __all__ = ["TRANSACTIONS", "TRANSACTION_ERRORS", "TRANSACTION_SECONDS", "CONNECTIONS_OPEN", "CONNECTIONS_TOTAL",
-           "observe_transaction", "render", "CONTENT_TYPE_LATEST"]
+           "CONNECTIONS_REFUSED", "observe_transaction", "render", "CONTENT_TYPE_LATEST"]
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -26,6 +26,8 @@ TRANSACTION_SECONDS = Histogram("ihe_transaction_seconds", "Time to answer a tra
 CONNECTIONS_OPEN = Gauge("ihe_listener_connections_open", "Open connections per listener", ["listener"],
                          multiprocess_mode="livesum")
 CONNECTIONS_TOTAL = Counter("ihe_listener_connections", "Connections accepted per listener", ["listener"])
+CONNECTIONS_REFUSED = Counter("ihe_listener_connections_refused", "Connections closed at once: listener at its cap",
+                              ["listener"])
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import logging
 
 import hl7
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
@@ -13,7 +14,7 @@ from twisted.python.threadpool import ThreadPool
 from ihe_engine.audit import AuditHook
 from ihe_engine.config import Settings
 from ihe_engine.errors import TransactionError
-from ihe_engine.hl7v2.dispatch import Hl7Dispatcher, Hl7Route
+from ihe_engine.hl7v2.dispatch import UNROUTED, Hl7Dispatcher, Hl7Route
 from ihe_engine.plugins import create_plugin_manager
 from ihe_engine.runtime import Runtime
 from ihe_engine.storage import UnitOfWork
@@ -262,3 +263,81 @@ def test_route_validation():
                              Hl7Route("ADT", lambda *a: None, transaction="y", blocking=False)])
     with pytest.raises(ValueError):
         Hl7Dispatcher(None, [Hl7Route("ADT", lambda *a: None, transaction="x")])
+
+
+# -- key fields are checked before the database sees them ------------------------------------------------------
+
+@pytest.mark.parametrize(("sender", "control_id", "location"), [
+    ("LAB|HOSP", "MSG\x001", "MSH^1^10"),
+    ("L\x00AB|HOSP", "K1", "MSH^1^3"),
+    ("LAB|HO\x7fSP", "K2", "MSH^1^4"),
+    ("LAB|HOSP", "K\x1b3", "MSH^1^10"),
+])
+def test_control_characters_in_key_fields_get_ar_102_and_never_reach_storage(runtime, sender, control_id,
+                                                                             location):
+    handler = RecordingHandler()
+    answer = handle(dispatcher_for(runtime, Hl7Route("ADT^A01", handler, transaction="ITI-8")),
+                    message(control_id, sender=sender))
+    assert msa(answer)[0] == "AR"
+    assert err(answer) == (location, "102", "E")
+    assert handler.calls == 0 and count(runtime, Hl7Exchange) == 0
+
+
+def test_too_long_key_field_is_value_too_long_104(runtime):
+    answer = handle(dispatcher_for(runtime, Hl7Route("ADT^A01", RecordingHandler(), transaction="ITI-8")),
+                    message("C" * 200))
+    assert msa(answer)[0] == "AR"
+    assert err(answer) == ("MSH^1^10", "104", "E")
+
+
+# -- every answer is counted -----------------------------------------------------------------------------------
+
+def samples(transaction: str) -> dict[str, float]:
+    values = {outcome: REGISTRY.get_sample_value("ihe_transactions_total",
+                                                 {"transaction": transaction, "outcome": outcome})
+              for outcome in ("ok", "error")}
+    return {outcome: value or 0.0 for outcome, value in values.items()}
+
+
+def error_sample(transaction: str, code: str) -> float:
+    return REGISTRY.get_sample_value("ihe_transaction_errors_total", {"transaction": transaction, "code": code}) \
+        or 0.0
+
+
+def test_aa_ae_and_ar_answers_are_all_counted(runtime):
+    refusal = TransactionError("unknown domain", code="204", location="PID^1^3^1^4")
+    dispatcher = dispatcher_for(runtime, Hl7Route("ADT^A01", RecordingHandler(), transaction="ITI-8-metrics"),
+                                Hl7Route("ADT^A08", RecordingHandler(refusal), transaction="ITI-8-metrics"))
+    before, unrouted_before = samples("ITI-8-metrics"), samples(UNROUTED)
+    errors_before = (error_sample("ITI-8-metrics", "204"), error_sample(UNROUTED, "200"),
+                     error_sample(UNROUTED, "100"))
+    assert msa(handle(dispatcher, message("M1")))[0] == "AA"
+    assert msa(handle(dispatcher, message("M2", "ADT^A08^ADT_A01")))[0] == "AE"
+    assert msa(handle(dispatcher, message("M3", "ORU^R01^ORU_R01")))[0] == "AR"
+    assert msa(handle(dispatcher, b"PID|||1\r"))[0] == "AR"
+    after, unrouted_after = samples("ITI-8-metrics"), samples(UNROUTED)
+    assert after["ok"] - before["ok"] == 1
+    assert after["error"] - before["error"] == 1
+    assert unrouted_after["error"] - unrouted_before["error"] == 2
+    assert unrouted_after["ok"] == unrouted_before["ok"]
+    assert (error_sample("ITI-8-metrics", "204") - errors_before[0], error_sample(UNROUTED, "200") - errors_before[1],
+            error_sample(UNROUTED, "100") - errors_before[2]) == (1, 1, 1)
+
+
+def test_ar_for_a_routed_type_counts_under_its_transaction(runtime):
+    dispatcher = dispatcher_for(runtime, Hl7Route("ADT^A01", RecordingHandler(), transaction="ITI-8-keys"))
+    before, errors_before = samples("ITI-8-keys"), error_sample("ITI-8-keys", "102")
+    assert msa(handle(dispatcher, message("K\x004")))[0] == "AR"
+    assert samples("ITI-8-keys")["error"] - before["error"] == 1
+    assert error_sample("ITI-8-keys", "102") - errors_before == 1
+
+
+def test_non_blocking_refusal_counts_as_an_error():
+    def refuse(message, uow, context):
+        raise TransactionError("nope", code="207")
+
+    dispatcher = Hl7Dispatcher(None, [Hl7Route("ZBM", refuse, transaction="bench-refusal", blocking=False)])
+    before = samples("bench-refusal")
+    dispatcher.handle(message("N3", "ZBM^Z01"), "peer:1")
+    assert samples("bench-refusal")["error"] - before["error"] == 1
+    assert samples("bench-refusal")["ok"] == before["ok"]

@@ -191,6 +191,59 @@ def test_a_connection_waiting_for_an_answer_is_not_idle():
     assert written_messages(transport) == [b"done"]
 
 
+def test_a_frame_trickled_byte_by_byte_is_dropped_at_the_frame_deadline():
+    """Slowloris: each byte arrives before the idle timeout, but the frame must end within frame_timeout."""
+    protocol, transport, clock = connect(EchoDispatcher(), idle_timeout=300, frame_timeout=60)
+    protocol.dataReceived(b"\x0bMSH|")
+    for byte in b"^~\\&|":  # one byte every 10 s: never idle for 300 s
+        clock.advance(10)
+        protocol.dataReceived(bytes([byte]))
+    assert not transport.disconnecting
+    clock.advance(10)  # 60 s since the frame started
+    assert transport.disconnecting
+
+
+def test_the_frame_deadline_restarts_with_each_frame():
+    protocol, transport, clock = connect(EchoDispatcher(), idle_timeout=300, frame_timeout=60)
+    protocol.dataReceived(b"\x0bfirst")
+    clock.advance(50)
+    protocol.dataReceived(b"\x1c\x0d\x0bsecond")
+    clock.advance(50)
+    assert not transport.disconnecting
+    protocol.dataReceived(b"\x1c\x0d")
+    clock.advance(100)
+    assert not transport.disconnecting
+    assert written_messages(transport) == [b"ECHO first", b"ECHO second"]
+
+
+def test_a_trickle_of_garbage_does_not_keep_a_connection_open():
+    protocol, transport, clock = connect(EchoDispatcher(), idle_timeout=30)
+    for _ in range(5):
+        clock.advance(20)
+        protocol.dataReceived(b"x")
+    assert transport.disconnecting
+
+
+def test_listener_refuses_connections_past_its_cap():
+    clock = task.Clock()
+    factory = MLLPServerFactory(EchoDispatcher(), clock=clock, listener_name="mllp-cap", max_connections=2)
+    before = REGISTRY.get_sample_value("ihe_listener_connections_refused_total", {"listener": "mllp-cap"}) or 0.0
+    connections = []
+    for _ in range(3):
+        protocol, transport = factory.buildProtocol(None), StringTransport()
+        protocol.makeConnection(transport)
+        connections.append((protocol, transport))
+    assert [transport.disconnecting for _, transport in connections] == [False, False, True]
+    assert REGISTRY.get_sample_value("ihe_listener_connections_refused_total", {"listener": "mllp-cap"}) == before + 1
+    assert gauge("ihe_listener_connections_open", "mllp-cap") == 2
+    connections[2][0].connectionLost(Failure(ConnectionError()))  # the refused one leaves no trace
+    connections[0][0].connectionLost(Failure(ConnectionError()))
+    protocol, transport = factory.buildProtocol(None), StringTransport()
+    protocol.makeConnection(transport)
+    assert not transport.disconnecting
+    assert gauge("ihe_listener_connections_open", "mllp-cap") == 2
+
+
 def test_a_failing_dispatcher_closes_the_connection():
     dispatcher = ScriptedDispatcher()
     protocol, transport, _ = connect(dispatcher)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import io
+import os
 import select
 import socket
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ import zeep
 from lxml import etree
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.web import resource
+from twisted.web.test.requesthelper import DummyRequest
 from zeep.plugins import HistoryPlugin
 
 from ihe_engine.config import Settings
@@ -485,3 +490,94 @@ def test_reply_to_anonymous_is_accepted(server):
     store_body = f'<t:Store xmlns:t="{TNS}"><t:data>{inline}</t:data></t:Store>'
     assert b"<size>3</size>" in post(server + "/svc", soap_bytes(STORE, body=store_body)).content.replace(
         b' xmlns="urn:ihe-engine:test:echo"', b"")
+
+
+# ---------------------------------------------------------------------- spool files and size limits
+
+
+class GatedEndpoint(SoapEndpoint):
+    """Holds a parsed request in the pool until its client has gone, to replay a disconnect during parsing."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.parsed, self.client_gone, self.dispatched = threading.Event(), threading.Event(), threading.Event()
+
+    def render_POST(self, request):
+        request.notifyFinish().addErrback(lambda _: self.client_gone.set())  # asked while still connected
+        return super().render_POST(request)
+
+    def _parse_stored(self, content, kind, ctype):
+        parsed = super()._parse_stored(content, kind, ctype)
+        self.parsed.set()
+        self.client_gone.wait(WAIT)
+        return parsed
+
+    def _dispatch(self, request, parsed, ctype):
+        try:
+            super()._dispatch(request, parsed, ctype)
+        finally:
+            self.dispatched.set()
+
+
+WAIT = 20  # seconds: an upper bound for waits, never asserted on
+
+
+def test_client_gone_during_mtom_parsing_leaves_no_spool_file_and_runs_no_handler(reactor_thread, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    stale = spool / "mtom-crashed.part"
+    stale.write_bytes(b"left by a killed process")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    calls = []
+    runtime = LoopbackRuntime(settings=Settings(data_dir=tmp_path / "data"), reactor=reactor_thread)
+
+    def start():
+        endpoint = GatedEndpoint("gated", runtime, spool_dir=spool)
+        endpoint.register(Operation(STORE, STORE + "Response", calls.append, transaction="TEST-gated"))
+        return endpoint, reactor_thread.listenTCP(0, BoundedSite(endpoint, max_body=MAX_BODY, spool_dir=spool),
+                                                  interface="127.0.0.1")
+
+    endpoint, port = blockingCallFromThread(reactor_thread, start)
+    assert not stale.exists()  # swept when the endpoint started
+    body = (b"--B\r\nContent-Type: application/xop+xml; type=\"application/soap+xml\"\r\nContent-ID: <root>\r\n\r\n"
+            + soap_bytes(STORE) + b"\r\n--B\r\nContent-ID: <att>\r\n\r\n" + b"z" * 300_000 + b"\r\n--B--\r\n")
+    try:
+        with socket.create_connection(("127.0.0.1", port.getHost().port)) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related; boundary=B; "
+                         b'type="application/xop+xml"; start="<root>"\r\nContent-Length: %d\r\n\r\n' % len(body)
+                         + body)
+            assert endpoint.parsed.wait(WAIT)
+            assert list(spool.glob("mtom-*"))  # the attachment was spooled
+        assert endpoint.dispatched.wait(WAIT)
+        assert list(spool.glob("mtom-*")) == []
+        assert calls == []
+    finally:
+        blockingCallFromThread(reactor_thread, port.stopListening)
+
+
+class ReadCounter(io.BytesIO):
+    """A request body that counts the bytes read from it."""
+
+    bytes_read = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_simple_body_above_max_xml_bytes_is_refused_before_it_is_read():
+    endpoint = SoapEndpoint("small", LoopbackRuntime(settings=None, reactor=None), max_xml_bytes=1024)
+    endpoint.register(Operation(ECHO, ECHO + "Response", echo, transaction="TEST-small", blocking=False))
+    envelope = soap_bytes(ECHO)
+    body = ReadCounter(envelope.replace(b"<s:Body>", b"<s:Body>" + b" " * (1025 - len(envelope))))
+    assert len(body.getvalue()) == 1025
+    request = DummyRequest([b""])
+    request.method = b"POST"
+    request.requestHeaders.setRawHeaders(b"content-type", [b"application/soap+xml; charset=utf-8"])
+    request.content = body
+    request._disconnected = False  # what a real twisted.web request has
+    endpoint.render_POST(request)
+    assert request.responseCode == 413
+    assert b"MessageTooLarge" in b"".join(request.written)
+    assert body.bytes_read == 0

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import os
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -206,3 +207,59 @@ def test_50mb_attachment_streams_with_bounded_memory(tmp_path):
     assert peak < 2 * 1024 * 1024, f"peak traced memory {peak} bytes: the attachment was buffered"
     message.dispose()
     assert not big.path.exists()
+
+
+def _many_parts(count: int, size: int):
+    """An MTOM body of ``count`` small attachments, generated chunk by chunk (the test holds none of it)."""
+    yield b'--B\r\nContent-Type: application/xop+xml; type="application/soap+xml"\r\nContent-ID: <root>\r\n\r\n<x/>'
+    payload = b"a" * size
+    for number in range(count):
+        yield b"\r\n--B\r\nContent-ID: <p%d>\r\n\r\n" % number
+        yield payload
+    yield b"\r\n--B--\r\n"
+
+
+def test_many_small_parts_share_one_memory_budget_and_the_rest_is_spooled(tmp_path):
+    """900 parts of 60 KiB (54 MB), each under the per-part threshold: past 1 MiB in all they go to disk."""
+    tracemalloc.start()
+    try:
+        message = parse_mtom(_many_parts(900, 60 * 1024), 'multipart/related; boundary=B; start="<root>"',
+                             spool_dir=tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    in_memory = sum(part.size for part in message.attachments.values() if part.data is not None)
+    assert len(message.attachments) == 900
+    assert in_memory <= 1024 * 1024
+    assert peak < 4 * 1024 * 1024, f"peak traced memory {peak} bytes: small parts were kept in memory"
+    assert message.attachments["p899"].read() == b"a" * 60 * 1024
+    message.dispose()
+    assert not list(tmp_path.iterdir())
+
+
+def test_more_parts_than_the_default_limit_are_refused_and_nothing_is_left_on_disk(tmp_path):
+    with pytest.raises(RemoteProtocolError, match="more than 1000 parts"):
+        parse_mtom(_many_parts(2000, 60 * 1024), 'multipart/related; boundary=B; start="<root>"',
+                   spool_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_part_headers_have_a_total_budget():
+    parser = MultipartParser("b", max_memory=1000)
+    header = b"Content-ID: <p>\r\nX-Pad: " + b"y" * 300 + b"\r\n\r\n"
+    with pytest.raises(RemoteProtocolError, match="headers total more than 1000 bytes"):
+        parser.feed(b"--b\r\n" + b"x\r\n--b\r\n".join([header] * 4) + b"x\r\n--b--\r\n")
+
+
+def test_sweep_spool_removes_only_stale_mtom_files(tmp_path):
+    from ihe_engine.soap.mtom import sweep_spool
+
+    stale, fresh, other = tmp_path / "mtom-old.part", tmp_path / "mtom-new.part", tmp_path / "other-old"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    os.utime(other, (two_hours_ago, two_hours_ago))
+    assert sweep_spool(tmp_path, older_than=3600) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mtom-new.part", "other-old"]
+    assert sweep_spool(tmp_path / "missing", older_than=3600) == 0

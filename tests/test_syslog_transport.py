@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 
@@ -24,7 +30,7 @@ from ihe_engine.storage.blobstore import BlobStore
 from ihe_engine.storage.models import QueueItem
 from ihe_engine.transport.syslog import format_rfc5424, frame_octet_counted
 from ihe_engine.transport.syslog_twisted import SyslogDatagramProtocol, SyslogSender, SyslogStreamFactory
-from ihe_engine.transport.tls import TLSConfig, listen_tls
+from ihe_engine.transport.tls import TLSConfig, listen_tls, wrap_server_factory
 
 WAIT = 20  # seconds: an upper bound for waits, never asserted on
 
@@ -313,6 +319,24 @@ def test_sender_over_udp(reactor, listen, runtime_factory):
     blockingCallFromThread(reactor, sender.stop)
 
 
+def test_udp_message_too_large_for_a_datagram_is_closed_with_its_error_and_blocks_nothing(
+        reactor, listen, runtime_factory):
+    collector = Collector()
+    port = listen(reactor.listenUDP, 0, SyslogDatagramProtocol(collector.on_message, listener_name="udp"),
+                  interface="127.0.0.1")
+    runtime = runtime_factory()
+    sender = SyslogSender(runtime, host="127.0.0.1", port=port.getHost().port, protocol="udp")
+    for message in (audit_message(0), audit_message(1, size=70_000), audit_message(2)):
+        blockingCallFromThread(reactor, sender.enqueue, message)
+    assert blockingCallFromThread(reactor, sender.pump) == 2
+    assert _pending(reactor, sender) == 0
+    wait_until(lambda: len(collector.messages) == 2, "two datagrams")
+    assert sorted(collector.numbers()) == [b"0", b"2"]
+    rejected = _rows(runtime)[1]
+    assert rejected.done_at is not None and "too large for a UDP datagram" in rejected.last_error
+    blockingCallFromThread(reactor, sender.stop)
+
+
 def test_tls_sender_refused_by_the_collector_keeps_its_messages(reactor, listen, runtime_factory, pki):
     collector, failures = Collector(), []
     server = TLSConfig(cert=pki.server.cert, key=pki.server.key, ca=pki.ca)
@@ -341,3 +365,55 @@ def test_sender_configuration_errors(runtime_factory):
     with pytest.raises(ConfigurationError, match="tls, tcp or udp"):
         SyslogSender(runtime, host="h", port=1, protocol="relp")
 
+
+
+# ------------------------------------------------------------------------------ idle timeout, connection cap
+
+
+def clocked_connection(factory, clock=None):
+    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 4000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 4000))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_silent_syslog_connection_is_closed_after_the_idle_timeout():
+    clock, collector = task.Clock(), Collector()
+    factory = SyslogStreamFactory(collector.on_message, listener_name="idle-test", idle_timeout=300, clock=clock)
+    protocol, transport = clocked_connection(factory)
+    clock.advance(299)
+    protocol.dataReceived(frame_octet_counted(audit_message(1)))
+    clock.advance(299)
+    assert not transport.disconnecting and collector.numbers() == [b"1"]
+    clock.advance(2)
+    assert transport.disconnecting
+
+
+def test_tls_handshake_that_never_completes_is_closed_after_the_idle_timeout(pki):
+    clock = task.Clock()
+    inner = SyslogStreamFactory(Collector().on_message, listener_name="idle-tls", idle_timeout=300, clock=clock)
+    tls_factory = wrap_server_factory(inner, TLSConfig(cert=pki.server.cert, key=pki.server.key, ca=pki.ca),
+                                      lambda *_: None)
+    protocol, transport = clocked_connection(tls_factory)
+    protocol.dataReceived(b"\x16\x03\x01")  # the start of a ClientHello, and then nothing
+    clock.advance(299)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+
+
+def refused(listener: str) -> float:
+    return REGISTRY.get_sample_value("ihe_listener_connections_refused_total", {"listener": listener}) or 0.0
+
+
+def test_syslog_listener_refuses_connections_past_its_cap():
+    factory = SyslogStreamFactory(Collector().on_message, listener_name="cap-test", max_connections=2,
+                                  clock=task.Clock())
+    before = refused("cap-test")
+    first, _ = clocked_connection(factory)
+    clocked_connection(factory)
+    _, third = clocked_connection(factory)
+    assert third.disconnecting and refused("cap-test") == before + 1
+    first.connectionLost(Failure(ConnectionDone()))
+    _, fourth = clocked_connection(factory)
+    assert not fourth.disconnecting

@@ -14,6 +14,11 @@ both run the handler; the second insert violates the unique key, rolls back, and
 first one stored.
 
 A non-blocking route (no storage: no-op, benchmarks) runs inline on the reactor thread without a unit of work.
+
+Metrics: every answer, whichever path made it, counts once in ``ihe_transactions{transaction, outcome}`` (outcome
+``ok`` for an MSA-1 of AA/CA, ``error`` for AE/AR/CE/CR) and in ``ihe_transaction_seconds``; a message no route
+accepted counts under ``HL7v2-unrouted``. Each refusal made here also counts in
+``ihe_transaction_errors{transaction, code}`` with its table 0357 code (a retransmitted answer is not counted twice).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -29,7 +35,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from ..errors import RemoteProtocolError, TransactionError
-from ..metrics import TRANSACTION_ERRORS, observe_transaction
+from ..metrics import TRANSACTION_ERRORS, TRANSACTION_SECONDS, TRANSACTIONS
 from .ack import Hl7Error, build_ack, build_reject
 from .message import Message, parse
 
@@ -48,6 +54,10 @@ UNROUTED = "HL7v2-unrouted"
 _MESSAGE_TYPE = re.compile(r"[A-Z0-9]{3}(\^[A-Z0-9]{3})?\Z")
 _NOT_RECORDED = frozenset({"206", "207"})
 _MAX_KEY_LENGTHS = {3: 227, 4: 227, 10: 199}  # hl7_exchange column sizes
+_STORED_FIELDS = (3, 4, 9, 10)  # MSH fields written to hl7_exchange
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+_ACKNOWLEDGMENT_CODE = re.compile(rb"(?:\A|\r)MSA(?P<separator>[^\r])(?P<code>[AC][AER])(?:(?P=separator)|\r|\Z)")
+_FAILED_ACKNOWLEDGMENTS = frozenset({b"AE", b"AR", b"CE", b"CR"})
 
 
 @dataclass(frozen=True)
@@ -103,21 +113,26 @@ class Hl7Dispatcher:
             self._known_types.add(route.message_type.split("^")[0])
 
     def handle(self, raw: bytes, peer: str) -> "Deferred[bytes]":
+        started = time.perf_counter()
         try:
             message = parse(raw)
         except RemoteProtocolError as exc:
-            return succeed(self._reject(exc, raw=raw))
+            return succeed(_counted(self._reject(exc, raw=raw), UNROUTED, started))
         try:
             self._check_header(message)
             route = self._route_for(message)
         except RemoteProtocolError as exc:
-            return succeed(self._reject(exc, message=message))
+            transaction = self._transaction_of(message)
+            return succeed(_counted(self._reject(exc, message=message, transaction=transaction), transaction,
+                                    started))
         context = Hl7Context(peer=peer, transaction=route.transaction, message=message, runtime=self.runtime,
                              sending_application=self.sending_application, sending_facility=self.sending_facility)
         if not route.blocking or self.runtime is None:
-            return self._handle_inline(message, route, context)
-        answer = self.runtime.run_blocking(self.handle_in_unit_of_work, message, route, context)
-        return answer.addErrback(self._internal_error, message, route)
+            answer = self._handle_inline(message, route, context)
+        else:
+            answer = self.runtime.run_blocking(self.handle_in_unit_of_work, message, route, context)
+            answer.addErrback(self._internal_error, message, route)
+        return answer.addCallback(_counted, route.transaction, started)
 
     # -- validation and routing ----------------------------------------------------------------------------------
 
@@ -127,10 +142,21 @@ class Hl7Dispatcher:
             raise RemoteProtocolError("MSH-9 (message type) is empty", code="101", location="MSH^1^9^1^1")
         if not header.control_id:
             raise RemoteProtocolError("MSH-10 (message control id) is empty", code="101", location="MSH^1^10")
+        for number in _STORED_FIELDS:
+            if _CONTROL_CHARACTER.search(message.msh[number]):
+                raise RemoteProtocolError(f"MSH-{number} contains a control character", code="102",
+                                          location=f"MSH^1^{number}")
         for number, limit in _MAX_KEY_LENGTHS.items():
             if len(message.msh[number]) > limit:
-                raise RemoteProtocolError(f"MSH-{number} is longer than {limit} characters", code="102",
+                raise RemoteProtocolError(f"MSH-{number} is longer than {limit} characters", code="104",
                                           location=f"MSH^1^{number}")
+
+    def _transaction_of(self, message: Message) -> str:
+        """The metrics label of a refused message: its route's transaction if it has one."""
+        try:
+            return self._route_for(message).transaction
+        except RemoteProtocolError:
+            return UNROUTED
 
     def _route_for(self, message: Message) -> Hl7Route:
         header = message.header
@@ -144,11 +170,12 @@ class Hl7Dispatcher:
         raise RemoteProtocolError(f"message type {header.message_type!r} is not supported", code="200",
                                   location="MSH^1^9^1^1")
 
-    def _reject(self, exc: RemoteProtocolError, *, raw: bytes = b"", message: Message | None = None) -> bytes:
+    def _reject(self, exc: RemoteProtocolError, *, raw: bytes = b"", message: Message | None = None,
+                transaction: str = UNROUTED) -> bytes:
         """AR: what the peer sent cannot be processed at all (unreadable, or of a type no route serves)."""
         error = Hl7Error.from_exception(exc, default_code="100")
         log.info("rejecting HL7 message: %s", exc)
-        TRANSACTION_ERRORS.labels(UNROUTED, error.code).inc()
+        TRANSACTION_ERRORS.labels(transaction, error.code).inc()
         identity = {"sending_application": self.sending_application, "sending_facility": self.sending_facility}
         if message is not None:
             return build_ack(message, "AR", errors=[error], **identity)
@@ -163,9 +190,7 @@ class Hl7Dispatcher:
         def refused(failure: Failure) -> bytes:
             return self._error_ack(failure.value, context, route)
 
-        with observe_transaction(route.transaction):
-            result = maybeDeferred(route.handler, message, None, context)
-        return result.addCallbacks(answer, refused)
+        return maybeDeferred(route.handler, message, None, context).addCallbacks(answer, refused)
 
     def handle_in_unit_of_work(self, message: Message, route: Hl7Route, context: Hl7Context) -> bytes:
         """The blocking path (runs in a worker thread): retransmission check, handler, record, commit."""
@@ -173,7 +198,7 @@ class Hl7Dispatcher:
         header = message.header
         key = (header.sending_application, header.sending_facility, header.control_id)
         digest = hashlib.sha256(message.raw).hexdigest()
-        with observe_transaction(route.transaction), self.runtime.uow() as uow:
+        with self.runtime.uow() as uow:
             if route.record_exchange:
                 stored = uow.hl7_exchanges.find(*key)
                 if stored is not None:
@@ -234,3 +259,11 @@ class Hl7Dispatcher:
         return build_ack(message, "AE", errors=[Hl7Error(code="207", text="application internal error")],
                          sending_application=self.sending_application, sending_facility=self.sending_facility)
 
+
+def _counted(answer: bytes, transaction: str, started: float) -> bytes:
+    """Count an answer in ``ihe_transactions`` by its MSA-1 and time it; returns it unchanged."""
+    match = _ACKNOWLEDGMENT_CODE.search(answer)
+    failed = match is not None and match.group("code") in _FAILED_ACKNOWLEDGMENTS
+    TRANSACTIONS.labels(transaction, "error" if failed else "ok").inc()
+    TRANSACTION_SECONDS.labels(transaction).observe(time.perf_counter() - started)
+    return answer

@@ -25,8 +25,8 @@ from ..ns import WSA, WSDL_SOAP12, qn
 from .addressing import AddressingHeaders, action_not_supported, read_addressing, reply_headers
 from .envelope import WSA_HEADERS, Envelope, build_envelope, check_must_understand, parse_envelope
 from .fault import SENDER, SoapFault, fault_envelope, fault_from_exception, soap11_version_mismatch
-from .mtom import CHUNK_SIZE, Attachment, ContentType, MtomBody, OutgoingAttachment, binary_content, \
-    encode_mtom, parse_content_type, parse_mtom, resolve_xop
+from .mtom import CHUNK_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_PARTS, Attachment, ContentType, MtomBody, \
+    OutgoingAttachment, binary_content, encode_mtom, parse_content_type, parse_mtom, resolve_xop, sweep_spool
 
 __all__ = ["Operation", "SoapRequest", "SoapResponse", "SoapEndpoint", "INLINE_PARSE_LIMIT"]
 
@@ -39,6 +39,8 @@ SOAP12_CONTENT_TYPE = b"application/soap+xml; charset=utf-8"
 _SOAP11_CONTENT_TYPE = b"text/xml; charset=utf-8"
 _SIMPLE, _MTOM = "simple", "mtom"
 _WSA_MESSAGE_ID = qn(WSA, "MessageID")
+STALE_SPOOL_AGE = 3600.0
+"""Seconds after which an ``mtom-*`` spool file left by a crashed process is removed when an endpoint starts."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class SoapEndpoint(resource.Resource):
 
     def __init__(self, name: str, runtime: Any, *, wsdl: bytes | None = None, max_body: int | None = None,
                  spool_dir: str | Path | None = None, max_xml_bytes: int | None = None,
-                 understood_headers: Collection[str] = WSA_HEADERS) -> None:
+                 understood_headers: Collection[str] = WSA_HEADERS, max_mtom_memory: int | None = None,
+                 max_mtom_parts: int | None = None) -> None:
         super().__init__()
         settings = getattr(runtime, "settings", None)
         self.name = name
@@ -112,6 +115,12 @@ class SoapEndpoint(resource.Resource):
             settings, "max_xml_bytes", 64 << 20)
         spool = spool_dir if spool_dir is not None else getattr(settings, "spool_dir", None)
         self.spool_dir = Path(spool) if spool is not None else None
+        self.max_mtom_memory = max_mtom_memory if max_mtom_memory is not None else getattr(
+            settings, "max_mtom_memory", DEFAULT_MAX_MEMORY)
+        self.max_mtom_parts = max_mtom_parts if max_mtom_parts is not None else getattr(
+            settings, "max_mtom_parts", DEFAULT_MAX_PARTS)
+        if self.spool_dir is not None:
+            sweep_spool(self.spool_dir, STALE_SPOOL_AGE)
         self.understood_headers: frozenset[str] = frozenset(understood_headers)
         self._operations: dict[str, Operation] = {}
         self._wsdl = _Wsdl(wsdl) if wsdl is not None else None
@@ -152,6 +161,8 @@ class SoapEndpoint(resource.Resource):
             size = _body_size(request.content)
             if size > self.max_body:
                 raise MessageTooLarge(f"the request body of {size} bytes is above the limit of {self.max_body}")
+            if kind == _SIMPLE:
+                self._check_envelope_size(size)
             if kind == _SIMPLE and size <= INLINE_PARSE_LIMIT:
                 parsed = self._parse_simple(request.content.read())
                 self._dispatch(request, parsed, ctype)
@@ -179,29 +190,42 @@ class SoapEndpoint(resource.Resource):
         raise SoapFault(SENDER, f"unsupported Content-Type {ctype.media_type or '(none)'}: send "
                                 "application/soap+xml or multipart/related (MTOM)", http_status=415)
 
+    def _check_envelope_size(self, size: int) -> None:
+        """Refuse an envelope above ``max_xml_bytes`` from its size alone, before a byte of it is read."""
+        if size > self.max_xml_bytes:
+            raise MessageTooLarge(f"the SOAP envelope is {size} bytes, above the limit of {self.max_xml_bytes}")
+
     def _parse_simple(self, data: bytes) -> _Parsed:
         envelope = parse_envelope(data, max_bytes=self.max_xml_bytes)
         return _Parsed(envelope=envelope, attachments={}, dispose=_nothing)
 
     def _parse_stored(self, content: Any, kind: str, ctype: ContentType) -> _Parsed:
         """In a pool thread: read the spooled body (64 KB at a time for MTOM) and parse it."""
-        content.seek(0)
         if kind == _SIMPLE:
-            return self._parse_simple(content.read())
-        message = parse_mtom(iter(lambda: content.read(CHUNK_SIZE), b""), ctype, spool_dir=self.spool_dir)
+            self._check_envelope_size(_body_size(content))
+            return self._parse_simple(content.read(self.max_xml_bytes + 1))
+        content.seek(0)
+        message = parse_mtom(iter(lambda: content.read(CHUNK_SIZE), b""), ctype, spool_dir=self.spool_dir,
+                             max_memory=self.max_mtom_memory, max_parts=self.max_mtom_parts)
         try:
             _check_root_type(message.root)
-            if message.root.size > self.max_xml_bytes:
-                raise MessageTooLarge(f"the SOAP envelope part is {message.root.size} bytes, above the limit of "
-                                      f"{self.max_xml_bytes}")
+            self._check_envelope_size(message.root.size)
             envelope = parse_envelope(message.root.read(), max_bytes=self.max_xml_bytes)
             resolve_xop(envelope.root, message.attachments)
         except BaseException:
             message.dispose()
             raise
-        return _Parsed(envelope=envelope, attachments=message.attachments, dispose=message.dispose)
+        return _Parsed(envelope=envelope, attachments=message.attachments, dispose=_once(message.dispose))
 
     def _dispatch(self, request: server.Request, parsed: _Parsed, ctype: ContentType) -> None:
+        """Run the operation; the spooled parts go once the response is over, or now if the client is gone.
+
+        A client may leave while the body is parsed in the pool. Twisted then never fires a notifyFinish asked
+        for afterwards, so those parts would stay on disk and a handler would work for nobody.
+        """
+        if _connection_lost(request):
+            parsed.dispose()
+            return
         request.notifyFinish().addBoth(lambda _: parsed.dispose())
         message_id = _message_id(parsed.envelope)
         try:
@@ -278,6 +302,21 @@ def _nothing() -> None:
     pass
 
 
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action`` made idempotent: spooled parts are disposed of exactly once whichever path gets there first."""
+    pending = [action]
+
+    def run_once() -> None:
+        if pending:
+            pending.pop()()
+    return run_once
+
+
+def _connection_lost(request: server.Request) -> bool:
+    """Whether the client has gone (twisted.web offers no public flag; ``_write`` relies on the same one)."""
+    return bool(getattr(request, "_disconnected", False))
+
+
 def _message_id(envelope: Envelope) -> str | None:
     """The request's wsa:MessageID, read even when other WS-A headers are wrong, so faults can relate to it."""
     block = envelope.header_block(_WSA_MESSAGE_ID)
@@ -352,7 +391,7 @@ class _Faulted(Exception):
 
 
 def _write(request: server.Request, reply: _Reply) -> None:
-    if request._disconnected or request.finished:
+    if _connection_lost(request) or request.finished:
         return
     request.setResponseCode(reply.status)
     request.setHeader(b"content-type", reply.content_type)

@@ -19,6 +19,7 @@ import binascii
 import io
 import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +48,18 @@ __all__ = [
     "parse_mtom",
     "resolve_xop",
     "xop_include",
+    "sweep_spool",
     "CHUNK_SIZE",
+    "DEFAULT_MAX_MEMORY",
+    "DEFAULT_MAX_PARTS",
 ]
 
 CHUNK_SIZE = 64 * 1024
+DEFAULT_MAX_MEMORY = 1024 * 1024
+"""Bytes of part content and part headers one message may hold in memory; further parts go to disk."""
+DEFAULT_MAX_PARTS = 1000
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+_SPOOL_PREFIX = "mtom-"
 XOP_INCLUDE = qn(XOP, "Include")
 XOP_MEDIA_TYPE = "application/xop+xml"
 _MAX_BOUNDARY = 70
@@ -218,7 +227,7 @@ class _PartSink:
     def _spill(self) -> None:
         if self._spool_dir is not None:
             self._spool_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="mtom-", suffix=".part", dir=self._spool_dir)
+        fd, name = tempfile.mkstemp(prefix=_SPOOL_PREFIX, suffix=".part", dir=self._spool_dir)
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb")
         self._file.write(self._memory)
@@ -261,14 +270,16 @@ _PREAMBLE, _AFTER_BOUNDARY, _HEADERS, _BODY, _EPILOGUE = range(5)
 class MultipartParser:
     """Streaming, sans-I/O multipart parser: ``feed(chunk)`` any number of times, then ``close()`` for the parts.
 
-    Memory is bounded by the chunk size plus ``max_part_in_memory`` per in-memory part: larger parts are
-    spooled to files in ``spool_dir``. Any protocol error raises :class:`RemoteProtocolError` and removes the
-    files spooled so far.
+    Memory is bounded by the chunk size plus ``max_memory`` for the whole message: a part stays in memory up to
+    ``max_part_in_memory`` and only while the message's budget lasts; any other part is spooled to a file in
+    ``spool_dir``, so many small parts cannot add up to gigabytes. Part headers, which cannot be spooled, have a
+    budget of the same size (and ``max_header_bytes`` per part). Any
+    protocol error raises :class:`RemoteProtocolError` and removes the files spooled so far.
     """
 
     def __init__(self, boundary: str | bytes, spool_dir: str | Path | None = None,
-                 max_part_in_memory: int = CHUNK_SIZE, *, max_parts: int = 10_000,
-                 max_header_bytes: int = 16 * 1024) -> None:
+                 max_part_in_memory: int = CHUNK_SIZE, *, max_parts: int = DEFAULT_MAX_PARTS,
+                 max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES, max_memory: int = DEFAULT_MAX_MEMORY) -> None:
         raw = boundary.encode("latin-1") if isinstance(boundary, str) else bytes(boundary)
         if not 0 < len(raw) <= _MAX_BOUNDARY:
             raise RemoteProtocolError(f"multipart boundary must be 1 to {_MAX_BOUNDARY} characters long")
@@ -277,6 +288,9 @@ class MultipartParser:
         self._threshold = max_part_in_memory
         self._max_parts = max_parts
         self._max_header_bytes = max_header_bytes
+        self._max_memory = max_memory
+        self._memory_used = 0  # content of the parts kept in memory
+        self._header_bytes = 0  # headers of every part, which stay in memory with it
         # A leading CRLF lets the first boundary, which may open the body, be found like every other one.
         self._buffer = bytearray(b"\r\n")
         self._state = _PREAMBLE
@@ -378,10 +392,21 @@ class MultipartParser:
             header_block, consumed = bytes(self._buffer[:end]), end + 4
         if len(self._parts) >= self._max_parts:
             raise RemoteProtocolError(f"the multipart body has more than {self._max_parts} parts")
+        self._charge_headers(len(header_block))
         del self._buffer[:consumed]
-        self._sink = _PartSink(_parse_part_headers(header_block), self._spool_dir, self._threshold)
+        self._sink = _PartSink(_parse_part_headers(header_block), self._spool_dir, self._part_threshold())
         self._state = _BODY
         return True
+
+    def _charge_headers(self, size: int) -> None:
+        """Part headers cannot be spooled: their total has a budget of its own, the size of the content one."""
+        self._header_bytes += size
+        if self._header_bytes > self._max_memory:
+            raise RemoteProtocolError(f"the MIME part headers total more than {self._max_memory} bytes")
+
+    def _part_threshold(self) -> int:
+        """How much of the next part may stay in memory: what is left of the budget, at most one part's worth."""
+        return max(0, min(self._threshold, self._max_memory - self._memory_used))
 
     def _step_body(self) -> bool:
         assert self._sink is not None
@@ -395,7 +420,10 @@ class MultipartParser:
         if index:
             self._sink.write(self._buffer[:index])
         del self._buffer[:index + len(self._delimiter)]
-        self._parts.append(self._sink.finish())
+        part = self._sink.finish()
+        if part.data is not None:
+            self._memory_used += part.size
+        self._parts.append(part)
         self._sink = None
         self._state = _AFTER_BOUNDARY
         return True
@@ -435,7 +463,8 @@ class MtomMessage:
 
 
 def parse_mtom(chunks: Iterable[bytes], content_type: str | ContentType, *, spool_dir: str | Path | None = None,
-               max_part_in_memory: int = CHUNK_SIZE) -> MtomMessage:
+               max_part_in_memory: int = CHUNK_SIZE, max_memory: int = DEFAULT_MAX_MEMORY,
+               max_parts: int = DEFAULT_MAX_PARTS) -> MtomMessage:
     """Parse a multipart/related body given as chunks; the root is the ``start`` part (or the first)."""
     ctype = content_type if isinstance(content_type, ContentType) else parse_content_type(content_type)
     if ctype.media_type != "multipart/related":
@@ -443,7 +472,7 @@ def parse_mtom(chunks: Iterable[bytes], content_type: str | ContentType, *, spoo
     boundary = ctype.get("boundary")
     if not boundary:
         raise RemoteProtocolError("the multipart/related Content-Type has no boundary parameter")
-    parser = MultipartParser(boundary, spool_dir, max_part_in_memory)
+    parser = MultipartParser(boundary, spool_dir, max_part_in_memory, max_parts=max_parts, max_memory=max_memory)
     try:
         for chunk in chunks:
             parser.feed(chunk)
@@ -476,6 +505,28 @@ def _assemble(parts: tuple[Attachment, ...], ctype: ContentType) -> MtomMessage:
 def _dispose_all(parts: Iterable[Attachment]) -> None:
     for part in parts:
         part.dispose()
+
+
+def sweep_spool(spool_dir: str | Path, older_than: float) -> int:
+    """Remove ``mtom-*`` spool files untouched for ``older_than`` seconds; returns how many went.
+
+    A process killed mid-request leaves its spooled parts behind; nothing else would ever remove them. A live
+    request's file is written to or removed well within the age used (an hour by default).
+    """
+    cutoff = time.time() - older_than
+    removed = 0
+    try:
+        candidates = list(Path(spool_dir).glob(_SPOOL_PREFIX + "*"))
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # removed meanwhile by its own request, or not ours to remove
+    return removed
 
 
 # --------------------------------------------------------------------------- XOP

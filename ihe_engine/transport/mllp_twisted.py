@@ -8,9 +8,12 @@ but are written in the order the messages arrived, since MLLP matches answers to
 
 Connection policy: an oversized frame drops the connection (what follows cannot be framed reliably); so do more
 than ``max_garbage`` bytes outside any frame since the last message (the peer does not speak MLLP: a TLS hello, an
-HTTP request, noise), which would otherwise keep an idle connection open for ever. A connection with no traffic
-and nothing in progress for ``idle_timeout`` seconds is closed. With ``max_in_flight`` messages awaiting answers,
-reading pauses until answers drain, so a peer pipelining without reading cannot queue unbounded work.
+HTTP request, noise), which would otherwise keep an idle connection open for ever. A connection with no frame
+traffic and nothing in progress for ``idle_timeout`` seconds is closed (bytes outside frames are not activity), and
+so is one whose started frame is not complete within ``frame_timeout`` seconds (a peer trickling one byte at a
+time, slowloris). With ``max_in_flight`` messages awaiting answers, reading pauses until answers drain, so a peer
+pipelining without reading cannot queue unbounded work. A factory serves at most ``max_connections`` connections;
+beyond, a new one is closed at once and counted.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Protocol as TypingProtocol
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
@@ -31,7 +34,7 @@ from twisted.python.failure import Failure
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..metrics import CONNECTIONS_OPEN, CONNECTIONS_TOTAL
 from .mllp import FramingError, MLLPFramer, frame
-from . import describe_peer
+from . import DEFAULT_MAX_CONNECTIONS, ConnectionLimit, describe_peer
 
 __all__ = ["MLLPServerProtocol", "MLLPServerFactory", "MLLPClientProtocol", "connect_mllp", "BlockingMLLPClient",
            "send_blocking", "MessageDispatcher", "DEFAULT_MAX_MESSAGE_SIZE", "describe_peer"]
@@ -39,6 +42,7 @@ __all__ = ["MLLPServerProtocol", "MLLPServerFactory", "MLLPClientProtocol", "con
 log = logging.getLogger("ihe_engine.transport.mllp")
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+DEFAULT_FRAME_TIMEOUT = 60.0
 
 
 class MessageDispatcher(TypingProtocol):
@@ -58,6 +62,9 @@ class _Slot:
 class MLLPServerProtocol(Protocol, TimeoutMixin):
     factory: "MLLPServerFactory"
 
+    _admitted = False
+    _frame_deadline: IDelayedCall | None = None
+
     def connectionMade(self) -> None:
         factory = self.factory
         self.peer = describe_peer(self.transport)
@@ -66,6 +73,10 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         self._closing = False
         self._paused = False
         self._garbage_before = 0  # garbage count when the last message arrived
+        if not factory.connections.admit(self.transport, factory.listener_name):
+            self._closing = True
+            return
+        self._admitted = True
         self.callLater = factory.clock.callLater  # TimeoutMixin schedules through this
         self.setTimeout(factory.idle_timeout)
         CONNECTIONS_OPEN.labels(factory.listener_name).inc()
@@ -74,21 +85,42 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        self.resetTimeout()
         try:
             messages = self.framer.feed(data)
         except FramingError as exc:
             self._drop(f"framing error: {exc}")
             return
+        if messages or self.framer.in_frame:
+            self.resetTimeout()  # only frame traffic is activity: a trickle of garbage does not keep a link open
         if messages:
             self._garbage_before = self.framer.garbage_bytes
+            self._stop_frame_deadline()
         for raw in messages:
             self._dispatch(raw)
         if self.framer.garbage_bytes - self._garbage_before > self.factory.max_garbage:
             self._drop(f"{self.framer.garbage_bytes - self._garbage_before} bytes outside MLLP frames")
-        elif len(self._order) >= self.factory.max_in_flight and not self._paused:
+            return
+        if len(self._order) >= self.factory.max_in_flight and not self._paused:
             self._paused = True  # a peer pipelining faster than we answer waits in its own buffers
             self.transport.pauseProducing()
+        self._start_frame_deadline()
+
+    def _start_frame_deadline(self) -> None:
+        """A started frame must end within ``frame_timeout``; not counted while we ourselves paused reading."""
+        timeout = self.factory.frame_timeout
+        if timeout is None or self._paused or self._closing or not self.framer.in_frame:
+            return
+        if self._frame_deadline is None:
+            self._frame_deadline = self.factory.clock.callLater(timeout, self._frame_too_slow)
+
+    def _stop_frame_deadline(self) -> None:
+        deadline, self._frame_deadline = self._frame_deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _frame_too_slow(self) -> None:
+        self._frame_deadline = None
+        self._drop(f"a frame was not completed within {self.factory.frame_timeout} seconds")
 
     def _dispatch(self, raw: bytes) -> None:
         slot = _Slot()
@@ -113,6 +145,7 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         if self._paused and len(self._order) < self.factory.max_in_flight:
             self._paused = False
             self.transport.resumeProducing()
+            self._start_frame_deadline()
 
     def _dispatch_failed(self, failure: Failure) -> None:
         """A dispatcher must always answer; if it does not, the answer order is lost: close."""
@@ -124,6 +157,7 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         log.warning("closing MLLP connection from %s: %s", self.peer, reason)
         self._closing = True
         self.setTimeout(None)
+        self._stop_frame_deadline()
         self.transport.loseConnection()
 
     def timeoutConnection(self) -> None:
@@ -136,7 +170,11 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self._closing = True
+        if not self._admitted:
+            return
         self.setTimeout(None)
+        self._stop_frame_deadline()
+        self.factory.connections.release()
         CONNECTIONS_OPEN.labels(self.factory.listener_name).dec()
         if self.framer.in_frame or self.framer.garbage_bytes:
             log.info("MLLP connection from %s ended (%d bytes of garbage, unfinished frame: %s)", self.peer,
@@ -148,7 +186,9 @@ class MLLPServerFactory(Factory):
 
     def __init__(self, dispatcher: MessageDispatcher, *, listener_name: str = "mllp",
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, idle_timeout: float | None = 300.0,
-                 max_garbage: int | None = None, max_in_flight: int = 64, clock: IReactorTime | None = None) -> None:
+                 max_garbage: int | None = None, max_in_flight: int = 64, clock: IReactorTime | None = None,
+                 frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
+                 max_connections: int | None = DEFAULT_MAX_CONNECTIONS) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
         self.dispatcher = dispatcher
@@ -158,6 +198,8 @@ class MLLPServerFactory(Factory):
         self.max_garbage = max_garbage if max_garbage is not None else min(max_message_size, 64 * 1024)
         self.max_in_flight = max_in_flight
         self.clock = clock
+        self.frame_timeout = frame_timeout
+        self.connections = ConnectionLimit(max_connections)
 
 
 # -- client ------------------------------------------------------------------------------------------------------

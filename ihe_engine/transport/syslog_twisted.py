@@ -11,6 +11,8 @@ for TCP/TLS, after Twisted's write buffer of the socket was flushed (the sender 
 transport, which calls it back each time that buffer empties); for UDP, after ``send`` returned. Syslog has no
 acknowledgement, so bytes lost in the network or by a peer that crashes after reading are not detected; a crash
 or error before that point leaves the item in the queue (lease expiry or retry), which may send it twice.
+A message that can never be sent (over UDP, one larger than a datagram) is marked done with the reason in its
+``last_error`` and counted in ``ihe_syslog_messages_rejected``, so it does not hold up the queue.
 The TLS sender caps its connections at TLS 1.2: in TLS 1.3 a client finishes its handshake before the server has
 checked the client certificate, so a refusing server would silently swallow a batch; in TLS 1.2 a completed
 handshake proves the server accepted us.
@@ -26,9 +28,11 @@ from typing import Any, Callable
 from prometheus_client import Counter
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
-from twisted.internet.interfaces import IHandshakeListener, IPullProducer
+from twisted.internet.error import MessageLengthError
+from twisted.internet.interfaces import IHandshakeListener, IPullProducer, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.task import LoopingCall
+from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -37,7 +41,7 @@ from ..errors import ConfigurationError, RemoteProtocolError
 from ..metrics import CONNECTIONS_OPEN, CONNECTIONS_TOTAL
 from .syslog import FramingError, OctetCountingFramer, SyslogMessage, frame_octet_counted, parse_rfc5424
 from .tls import TLSConfig, client_connection_creator, describe_handshake_failure
-from . import describe_peer
+from . import DEFAULT_MAX_CONNECTIONS, ConnectionLimit, describe_peer
 
 __all__ = [
     "OnMessage",
@@ -52,6 +56,7 @@ __all__ = [
     "CALLBACK_ERRORS",
     "MESSAGES_SENT",
     "SEND_FAILURES",
+    "MESSAGES_REJECTED",
     "ENQUEUED",
 ]
 
@@ -67,9 +72,12 @@ MESSAGES_INVALID = Counter("ihe_syslog_messages_invalid", "Syslog input refused"
 CALLBACK_ERRORS = Counter("ihe_syslog_callback_errors", "on_message callbacks that failed", ["listener"])
 MESSAGES_SENT = Counter("ihe_syslog_messages_sent", "Syslog messages sent from a queue", ["queue", "protocol"])
 SEND_FAILURES = Counter("ihe_syslog_send_failures", "Failed syslog send attempts (batches)", ["queue", "protocol"])
+MESSAGES_REJECTED = Counter("ihe_syslog_messages_rejected", "Queued syslog messages that can never be sent "
+                            "(e.g. too large for a datagram): marked done with their error", ["queue", "protocol"])
 ENQUEUED = Counter("ihe_syslog_messages_enqueued", "Syslog messages put in an outbound queue", ["queue"])
 
 _DEFAULT_MAX_MESSAGE = 1024 * 1024
+DEFAULT_IDLE_TIMEOUT = 300.0
 _MAX_OUTSTANDING = 256
 
 
@@ -120,23 +128,50 @@ class _Delivery:
 # --------------------------------------------------------------------------------------------------- receivers
 
 
-class SyslogStreamProtocol(Protocol):
-    """One TCP or TLS connection of octet-counted syslog; a framing error closes it (framing is lost)."""
+class SyslogStreamProtocol(Protocol, TimeoutMixin):
+    """One TCP or TLS connection of octet-counted syslog; a framing error closes it (framing is lost).
+
+    A connection silent for ``idle_timeout`` seconds is closed. The timer starts at connectionMade, which under
+    TLS comes with the TCP connection, before the handshake: a handshake that never completes is closed too.
+    """
+
+    factory: "SyslogStreamFactory | None" = None
+    _admitted = False
 
     def __init__(self, on_message: OnMessage, *, listener_name: str, max_message_size: int = _DEFAULT_MAX_MESSAGE,
-                 on_invalid: OnInvalid | None = None) -> None:
+                 on_invalid: OnInvalid | None = None, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+                 clock: IReactorTime | None = None) -> None:
         self._delivery = _Delivery(on_message, on_invalid, listener_name)
         self._framer = OctetCountingFramer(max_message_size)
         self._outstanding = 0
         self._paused = False
+        self._idle_timeout = idle_timeout
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.callLater = clock.callLater  # TimeoutMixin schedules through this
         self.peer = "unknown"
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted API)
         self.peer = describe_peer(self.transport)
+        limit = self.factory.connections if self.factory is not None else None
+        if limit is not None and not limit.admit(self.transport, self._delivery.listener_name):
+            return
+        self._admitted = True
+        self.setTimeout(self._idle_timeout)
         CONNECTIONS_TOTAL.labels(self._delivery.listener_name).inc()
         CONNECTIONS_OPEN.labels(self._delivery.listener_name).inc()
 
+    def timeoutConnection(self) -> None:  # noqa: N802 (TimeoutMixin)
+        if self._paused:  # we stopped reading ourselves: the peer is not idle, it waits for us
+            self.setTimeout(self._idle_timeout)
+            return
+        log.info("closing idle syslog connection from %s (%s)", self.peer, self._delivery.listener_name)
+        self.transport.loseConnection()
+
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
+        if not self._admitted:
+            return
+        self.resetTimeout()
         try:
             frames = self._framer.feed(data)
         except FramingError as error:
@@ -148,6 +183,11 @@ class SyslogStreamProtocol(Protocol):
             self._framing_failed(self._framer.error)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+        if not self._admitted:
+            return
+        self.setTimeout(None)
+        if self.factory is not None:
+            self.factory.connections.release()
         CONNECTIONS_OPEN.labels(self._delivery.listener_name).dec()
         unfinished = self._framer.unfinished()
         if unfinished and self._framer.error is None:
@@ -181,15 +221,20 @@ class SyslogStreamFactory(Factory):
     """Builds :class:`SyslogStreamProtocol`; for TLS wrap it with :func:`ihe_engine.transport.tls.listen_tls`."""
 
     def __init__(self, on_message: OnMessage, *, listener_name: str, max_message_size: int = _DEFAULT_MAX_MESSAGE,
-                 on_invalid: OnInvalid | None = None) -> None:
+                 on_invalid: OnInvalid | None = None, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+                 max_connections: int | None = DEFAULT_MAX_CONNECTIONS, clock: IReactorTime | None = None) -> None:
         self.on_message = on_message
         self.listener_name = listener_name
         self.max_message_size = max_message_size
         self.on_invalid = on_invalid
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.connections = ConnectionLimit(max_connections)
 
     def buildProtocol(self, addr: Any) -> SyslogStreamProtocol:  # noqa: N802 (Twisted API)
         protocol = SyslogStreamProtocol(self.on_message, listener_name=self.listener_name,
-                                        max_message_size=self.max_message_size, on_invalid=self.on_invalid)
+                                        max_message_size=self.max_message_size, on_invalid=self.on_invalid,
+                                        idle_timeout=self.idle_timeout, clock=self.clock)
         protocol.factory = self
         return protocol
 
@@ -212,6 +257,15 @@ class _Item:
     id: int
     payload: bytes
     attempts: int
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """An item not sent: retried later, or, when ``permanent``, closed with its error (retrying cannot help)."""
+
+    item: _Item
+    error: str
+    permanent: bool = False
 
 
 class SendError(Exception):
@@ -393,10 +447,18 @@ class SyslogSender:
             uow.queue.done(item_ids)
             uow.commit()
 
-    def _schedule_retries(self, failed: list[tuple[_Item, str]]) -> None:
+    def _schedule_retries(self, failed: list[_Failed]) -> None:
         with self.runtime.uow() as uow:
-            for item, error in failed:
-                uow.queue.retry(item.id, error, backoff=self._backoff(item.attempts))
+            for failure in failed:
+                uow.queue.retry(failure.item.id, failure.error, backoff=self._backoff(failure.item.attempts))
+            uow.commit()
+
+    def _close_rejected(self, rejected: list[_Failed]) -> None:
+        """Done, with the reason in last_error: a message that can never be sent must not block the queue."""
+        with self.runtime.uow() as uow:
+            for failure in rejected:
+                uow.queue.retry(failure.item.id, failure.error, backoff=timedelta())
+            uow.queue.done([failure.item.id for failure in rejected])
             uow.commit()
 
     def _pending_count(self) -> int:
@@ -445,19 +507,30 @@ class SyslogSender:
             items = yield self.runtime.run_blocking(self._claim)
             if not items:
                 return delivered
-            failed = yield self._send(items)
-            failed_ids = {failed_item.id for failed_item, _ in failed}
+            failures = yield self._send(items)
+            failed_ids = {failure.item.id for failure in failures}
             sent = [item.id for item in items if item.id not in failed_ids]
             if sent:
                 yield self.runtime.run_blocking(self._mark_done, sent)
                 MESSAGES_SENT.labels(self.queue, self.protocol).inc(len(sent))
                 delivered += len(sent)
+            rejected = [failure for failure in failures if failure.permanent]
+            if rejected:
+                yield self._reject(rejected)
+            failed = [failure for failure in failures if not failure.permanent]
             if failed:
                 SEND_FAILURES.labels(self.queue, self.protocol).inc()
                 log.warning("syslog sender %s: %d message(s) to %s:%s not sent: %s", self.queue, len(failed),
-                            self.host, self.port, failed[0][1])
+                            self.host, self.port, failed[0].error)
                 yield self.runtime.run_blocking(self._schedule_retries, failed)
                 return delivered
+
+    def _reject(self, rejected: list[_Failed]) -> Deferred[None]:
+        MESSAGES_REJECTED.labels(self.queue, self.protocol).inc(len(rejected))
+        for failure in rejected:
+            log.error("syslog sender %s: message %d dropped, it can never be sent to %s:%s: %s", self.queue,
+                      failure.item.id, self.host, self.port, failure.error)
+        return self.runtime.run_blocking(self._close_rejected, rejected)
 
     @inlineCallbacks
     def _send(self, items: list[_Item]):  # type: ignore[no-untyped-def]
@@ -466,24 +539,28 @@ class SyslogSender:
             channel = yield self._open_channel()
         except Exception as exc:
             self._channel = None
-            return [(item, f"cannot connect to {self.host}:{self.port}: {exc}") for item in items]
+            return [_Failed(item, f"cannot connect to {self.host}:{self.port}: {exc}") for item in items]
         if self.protocol == "udp":
             return self._send_datagrams(channel, items)
         try:
             yield channel.send(b"".join(frame_octet_counted(item.payload) for item in items))
         except Exception as exc:
             self._channel = None
-            return [(item, str(exc)) for item in items]
+            return [_Failed(item, str(exc)) for item in items]
         return []
 
     @staticmethod
-    def _send_datagrams(channel: _DatagramChannel, items: list[_Item]) -> list[tuple[_Item, str]]:
+    def _send_datagrams(channel: _DatagramChannel, items: list[_Item]) -> list[_Failed]:
+        """One datagram per item; one too large for UDP (EMSGSIZE) fails alone and for good."""
         failed = []
         for item in items:
             try:
                 channel.send(item.payload)
+            except MessageLengthError:
+                failed.append(_Failed(item, f"too large for a UDP datagram ({len(item.payload)} bytes)",
+                                      permanent=True))
             except OSError as exc:
-                failed.append((item, f"UDP send failed: {exc}"))
+                failed.append(_Failed(item, f"UDP send failed: {exc}"))
         return failed
 
     @inlineCallbacks

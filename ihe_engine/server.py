@@ -118,7 +118,13 @@ def serve(settings: Settings) -> int:
 
 def _print_listening(settings: Settings, sockets: list[BoundSocket]) -> None:
     for line in listening_lines(settings, sockets):
-        print(line, flush=True)
+        announce(line)
+
+
+def announce(line: str) -> None:
+    """One write per line: workers log to the same terminal or pipe, and must never split a line of ours."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (line + "\n").encode())
 
 
 def _serve_in_process(settings: Settings, sockets: list[BoundSocket], *, announce_ready: bool,
@@ -134,7 +140,7 @@ def _serve_in_process(settings: Settings, sockets: list[BoundSocket], *, announc
 
     def _ready() -> None:
         if announce_ready:
-            print("ready", flush=True)
+            announce("ready")
         if ready_fd is not None:
             os.write(ready_fd, WORKER_READY)
             os.close(ready_fd)
@@ -212,7 +218,7 @@ def _supervise_workers(settings: Settings, sockets: list[BoundSocket]) -> int:
     _print_listening(settings, sockets)  # only now: a SIGTERM from here on stops the workers cleanly
     if not supervisor.start_all():
         return supervisor.wait_all()
-    print("ready", flush=True)
+    announce("ready")
     return supervisor.watch()
 
 

@@ -47,8 +47,9 @@ def test_metrics_count_transactions_and_connections(tmp_path):
         _, content_type, body = get(engine.url("metrics"))
         text = body.decode()
         assert content_type.startswith("text/plain")
-        assert 'ihe_listener_connections_total{listener="mllp"}' in text
-        assert "ihe_transaction_seconds_bucket" in text or "ihe_transactions_total" in text
+        assert 'ihe_listener_connections_total{listener="mllp"} 1.0' in text
+        assert 'ihe_transactions_total{outcome="error",transaction="HL7v2-unrouted"} 1.0' in text, text
+        assert 'ihe_transaction_errors_total{code="200",transaction="HL7v2-unrouted"} 1.0' in text, text
     finally:
         engine.stop()
 

@@ -81,6 +81,8 @@ def xds_operations(runtime: Runtime) -> dict[str, list]:
     from .xds.query.soap import query_operations
     from .xds.registry.actor import DocumentRegistry, RegistrySettings
     from .xds.registry.soap import registry_operations
+    from .xds.registry.remove_soap import remove_operations
+    from .xds.registry.update_soap import update_operations
     from .xds.repository import (DEFAULT_REPOSITORY_UNIQUE_ID, DocumentRepository, RepositorySettings,
                                  registry_client_for, repository_operations)
 
@@ -91,7 +93,9 @@ def xds_operations(runtime: Runtime) -> dict[str, list]:
         RepositorySettings(settings.repository_id or DEFAULT_REPOSITORY_UNIQUE_ID,
                            home_community_id=registry_settings.home_community_id),
         runtime.blobs, registry_client_for(settings, registry, runtime))
-    return {"xds/registry": [*registry_operations(runtime, registry), *query_operations(runtime, registry_settings)],
+    return {"xds/registry": [*registry_operations(runtime, registry), *remove_operations(runtime, registry),
+                            *update_operations(runtime, registry),
+                            *query_operations(runtime, registry_settings)],
             "xds/repository": repository_operations(runtime, repository)}
 
 

@@ -331,6 +331,20 @@ def test_iti57_association_types_are_refused(db):
     assert codes(refused(db, payload)) == ["XDSRegistryMetadataError"]
 
 
+def test_update_semantics_and_self_links_are_refused(db):
+    """NIST 21000: a SubmissionSet associated to itself with a PreviousVersion slot is ITI-57, not ITI-42."""
+    before = _row_counts(db)
+    versioned = ('<rim:Association id="self" associationType="' + c.HAS_MEMBER + '" sourceObject="SS" '
+                 'targetObject="SS"><rim:Slot name="PreviousVersion"><rim:ValueList><rim:Value>1'
+                 '</rim:Value></rim:ValueList></rim:Slot></rim:Association>')
+    error = refused(db, one_document(ALICE, extra=(versioned,)))
+    assert codes(error) == ["XDSRegistryMetadataError"] and "PreviousVersion" in error.code_context
+    looped = association("loop", c.HAS_MEMBER, "SS", "SS")
+    error = refused(db, one_document(ALICE, extra=(looped,)))
+    assert codes(error) == ["XDSRegistryMetadataError"] and "to itself" in error.code_context
+    assert _row_counts(db) == before
+
+
 def test_codes_outside_the_affinity_domain(db, corpus_dir):
     codes_xml = corpus_dir / "nist-iheos-toolkit2/environment/default/codes.xml"
     if not codes_xml.is_file():

@@ -482,7 +482,9 @@ def test_register_refuses_a_new_version(document):
     db, lid, doc_uid = document
     with pytest.raises(XdsError) as caught:
         register(db, entry_version(lid, doc_uid))
-    assert [e.error_code for e in caught.value.errors] == ["XDSRegistryMetadataError"]
+    errors = caught.value.errors
+    assert [e.error_code for e in errors] == ["XDSRegistryMetadataError"] * 2
+    assert "lid" in errors[0].code_context and "PreviousVersion" in errors[1].code_context
 
 
 # --- the committee example --------------------------------------------------------------------------------------
@@ -508,3 +510,33 @@ def test_committee_metadata_update_example(database, corpus_dir):
     new = read(database, lambda store: store.by_lid(lid))[-1]
     class_code = leaf(database, new.uuid).find(f"rim:Classification[@classificationScheme='{c.DE_CLASS_CODE}']", NS)
     assert class_code is not None and class_code.get("classifiedObject") == new.uuid
+
+
+# --- what queries see of versions ($MetadataLevel) -------------------------------------------------------------
+
+def get_documents_by_unique_id(database, doc_uid: str, level: int | None) -> list[str]:
+    from ihe_engine.xds.query.engine import run_stored_query
+    from ihe_engine.xds.query.params import parse_adhoc_query_request
+    from ihe_engine.ns import QUERY
+
+    level_slot = (f'<rim:Slot name="$MetadataLevel"><rim:ValueList><rim:Value>{level}</rim:Value>'
+                  "</rim:ValueList></rim:Slot>") if level is not None else ""
+    query = etree.fromstring(
+        f'<query:AdhocQueryRequest xmlns:query="{QUERY}" xmlns:rim="{RIM}">'
+        '<query:ResponseOption returnType="ObjectRef"/>'
+        f'<rim:AdhocQuery id="{c.SQ_GET_DOCUMENTS}">'
+        f'<rim:Slot name="$XDSDocumentEntryUniqueId"><rim:ValueList><rim:Value>(\'{doc_uid}\')</rim:Value>'
+        f"</rim:ValueList></rim:Slot>{level_slot}</rim:AdhocQuery></query:AdhocQueryRequest>")
+    with UnitOfWork(database.sessions, readonly=True) as uow:
+        result = run_stored_query(parse_adhoc_query_request(query), uow, max_results=100, home_community_id=None)
+    return sorted(element.get("id") for element in result.objects)
+
+
+def test_by_unique_id_a_level_1_consumer_sees_only_the_newest_version(document):
+    """NIST 20000e query_by_uniqueid: versions share a uniqueId; level 1 (or no level) gets the latest alone."""
+    db, lid, doc_uid = document
+    update(db, entry_version(lid, doc_uid))
+    newest = read(db, lambda store: store.by_lid(lid))[-1].uuid
+    assert get_documents_by_unique_id(db, doc_uid, 1) == [newest]
+    assert get_documents_by_unique_id(db, doc_uid, None) == [newest]
+    assert get_documents_by_unique_id(db, doc_uid, 2) == sorted([lid, newest])

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from ...identity.cx import CX, CXError
 from ...identity.store import IdentityStore
@@ -356,8 +356,21 @@ def _by_ids(context: _Context, kind: str, uuid_param: str, unique_id_param: str,
         value = context.param(name) if name else None
         if value is not None:
             values = (value,) if isinstance(value, str) else value
-            return _objects(context, kind, column.in_(values))
+            versions = (_latest_version_only(),) if column is XdsObject.unique_id and _level_1(context) else ()
+            return _objects(context, kind, column.in_(values), *versions)
     return []
+
+
+def _level_1(context: _Context) -> bool:
+    """$MetadataLevel 1 (or absent): a consumer that knows nothing of versions (Metadata Update supplement)."""
+    return context.param("$MetadataLevel") in (None, 1)
+
+
+def _latest_version_only():  # type: ignore[no-untyped-def]
+    """Versions share their uniqueId: a level-1 consumer asking by uniqueId gets only the newest one."""
+    other = aliased(XdsObject)
+    newest = select(func.max(other.version)).where(other.lid == XdsObject.lid).scalar_subquery()
+    return XdsObject.version == newest
 
 
 def _filter_documents(context: _Context, uuids: Iterable[str]) -> list[Hit]:

@@ -132,7 +132,8 @@ def _location(obj: RegistryObject) -> str:
 
 
 def _iti42_limits(submission: Submission) -> list[RegistryError]:
-    """What ITI-42 cannot do: new versions of existing objects and the ITI-57 association types."""
+    """What ITI-42 cannot do: new versions of existing objects, ITI-57 association types and PreviousVersion
+    (NIST 21000), and an association of an object with itself."""
     errors = []
     for obj in (*submission.entries, *submission.folders):
         if obj.lid and obj.lid != obj.entry_uuid:
@@ -142,6 +143,12 @@ def _iti42_limits(submission: Submission) -> list[RegistryError]:
         if association.association_type in _ITI57_ONLY_TYPES:
             errors.append(_metadata_error(association, f"{association.association_type} belongs to Update "
                                                        "Document Set (ITI-57), not to ITI-42"))
+        elif association.previous_version is not None:
+            errors.append(_metadata_error(association, "a PreviousVersion slot names a version to update: that is "
+                                                       "Update Document Set (ITI-57), not ITI-42"))
+        elif association.source == association.target:
+            errors.append(_metadata_error(association, f"association {association.id} links {association.source} "
+                                                       "to itself"))
     return errors
 
 

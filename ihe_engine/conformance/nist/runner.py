@@ -190,6 +190,8 @@ class Replayer:
         for test_id, role in (("12346", "sq"), ("12374", "register_alt")):
             if test_id in self.kit.tests:
                 self.support_results.append(self.run_test(test_id, patient_id=self.patients[role]))
+        _next_second()
+
 
     def _feed_support(self, test_id: str, pid: str) -> TestResult:
         outcome, reasons = self._feed(pid)
@@ -285,6 +287,10 @@ class Replayer:
         if transaction.wait_before_ms:
             time.sleep(transaction.wait_before_ms / 1000)
         report_values = self._use_reports(context, transaction.use_reports)
+        if "$patientid$" in report_values and not step.alt_patient_id:
+            # A UseReport bound to $patientid$ replaces the parameter, and the patient-id overwrite uses the
+            # parameter: 20000d/e register under 15818's patient (without NoPatientId) and then update under it.
+            patient_id = report_values["$patientid$"]
         if transaction.kind == "none":
             return self._finish(context, step, transaction, output, report_values, [], None)
         if transaction.kind == "ITI-8":
@@ -446,3 +452,12 @@ def _retrieve_reports(answer: SoapAnswer) -> dict[str, str]:
             f"$size_doc{number}$": str(len(content)),
         })
     return values
+
+
+def _next_second() -> None:
+    """Let the set-up data age past the current second before the tests query them.
+
+    Time ranges end before ``$now$`` (To is exclusive, to the second): under the toolkit the set-up tests run in
+    earlier sessions, so their objects are always older than a query's ``$now$`` (11899/in_updatetime).
+    """
+    time.sleep(1.0 - (time.time() % 1.0) + 0.01)

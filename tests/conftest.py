@@ -56,7 +56,7 @@ def database(request, tmp_path):
         db.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"public conformance corpus not found at {CORPUS}")

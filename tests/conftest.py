@@ -64,6 +64,22 @@ def corpus_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def rs_schema():
+    """The official ebRS rs.xsd (RegistryResponse), loaded without network; skips when the corpus lacks it."""
+    from xds_testing import corpus_xsd_or_skip
+
+    return corpus_xsd_or_skip("ebRS/rs.xsd")
+
+
+@pytest.fixture(scope="session")
+def query_schema():
+    """The official ebRS query.xsd (AdhocQueryResponse), loaded without network; skips when the corpus lacks it."""
+    from xds_testing import corpus_xsd_or_skip
+
+    return corpus_xsd_or_skip("ebRS/query.xsd")
+
+
+@pytest.fixture(scope="session")
 def reactor_thread():
     """The global Twisted reactor running in a daemon thread for the whole session.
 

@@ -12,6 +12,7 @@ from lxml import etree
 
 from ihe_engine.transport.mllp_twisted import send_blocking
 from serving import start_engine
+from xds_testing import load_xsd
 
 pytestmark = [pytest.mark.slow, pytest.mark.corpus]
 
@@ -22,25 +23,12 @@ XDS = "urn:ihe:iti:xds-b:2007"
 EXAMPLE_PATIENT = "SELF-5^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"
 
 
-class _LocalXmlXsd(etree.Resolver):
-    """rim.xsd imports the W3C xml.xsd from the web: serve the kit's local copy instead (no network)."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def resolve(self, url, public_id, context):
-        return self.resolve_filename(str(self.path), context) if url.endswith("/xml.xsd") else None
-
-
 @pytest.fixture(scope="module")
 def schemas(corpus_dir):
-    parser = etree.XMLParser()
-    parser.resolvers.add(_LocalXmlXsd(corpus_dir / "nist-iheos-toolkit2/schema/v3/xml.xsd"))
-    root = corpus_dir / "ihe-iti-info/schema"
+    xml_xsd, root = corpus_dir / "nist-iheos-toolkit2/schema/v3/xml.xsd", corpus_dir / "ihe-iti-info/schema"
 
     def load(relative):
-        return etree.XMLSchema(etree.parse(str(root / relative), parser))
+        return load_xsd(root / relative, xml_xsd)
 
     return {RS: load("ebRS/rs.xsd"), QUERY: load("ebRS/query.xsd"), XDS: load("IHE/XDS.b_DocumentRepository.xsd")}
 

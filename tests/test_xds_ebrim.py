@@ -314,31 +314,6 @@ def test_assign_uuids_without_symbols_is_identity():
 
 # --- schema validity ------------------------------------------------------------------------------------------
 
-class _LocalXmlXsd(etree.Resolver):
-    """Serve the W3C xml.xsd that rim.xsd imports from a local copy (no network)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def resolve(self, url, pubid, context):
-        if url.endswith("/xml.xsd"):
-            return self.resolve_filename(str(self.path), context)
-        return None
-
-
-@pytest.fixture(scope="module")
-def query_schema():
-    from conftest import CORPUS
-    schema_path = CORPUS / "ihe-iti-info/schema/ebRS/query.xsd"
-    xml_xsd = CORPUS / "nist-iheos-toolkit2/schema/v3/xml.xsd"
-    if not schema_path.is_file() or not xml_xsd.is_file():
-        pytest.skip(f"ebRS schemas not found under {CORPUS}")
-    parser = etree.XMLParser(no_network=True)
-    parser.resolvers.add(_LocalXmlXsd(xml_xsd))
-    return etree.XMLSchema(etree.parse(str(schema_path), parser))
-
-
 def _adhoc_response(elements) -> etree._Element:
     response = etree.Element(qn(QUERY, "AdhocQueryResponse"), status=c.RESPONSE_SUCCESS,
                              nsmap={"query": QUERY, "rim": RIM})

@@ -7,63 +7,31 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 import zeep
 from lxml import etree
-from twisted.internet.threads import blockingCallFromThread, deferToThread
-from twisted.web import resource
 from zeep.plugins import HistoryPlugin
 
 from ihe_engine.config import Settings
 from ihe_engine.ns import QUERY, RIM, RS, SOAP12, WSA, qn
-from ihe_engine.soap.endpoint import SoapEndpoint
-from ihe_engine.storage import Database, UnitOfWork
-from ihe_engine.web.request import BoundedSite
+from ihe_engine.storage import Database
 from ihe_engine.xds import constants as c
 from ihe_engine.xds.query.soap import QuerySettings, query_operations
 
 try:
-    from .test_xds_ebrim import query_schema  # noqa: F401  (fixture)
     from .xds_query_data import P1, P2, P3, load
+    from .xds_testing import LoopbackRuntime, registry_endpoint
 except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from test_xds_ebrim import query_schema  # noqa: F401  (fixture)
     from xds_query_data import P1, P2, P3, load
+    from xds_testing import LoopbackRuntime, registry_endpoint
 
-ROOT = Path(__file__).resolve().parent.parent
 APPROVED = c.STATUS_APPROVED
 ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
 ITI51 = "urn:ihe:iti:2009:MultiPatientStoredQuery"
-
-
-@dataclass
-class Audit:
-    records: list = field(default_factory=list)
-
-    def emit(self, record) -> None:  # type: ignore[no-untyped-def]
-        self.records.append(record)
-
-
-@dataclass
-class LoopbackRuntime:
-    """What the query operations and the endpoint use from a Runtime."""
-
-    settings: Settings
-    reactor: Any
-    db: Database
-    audit: Audit = field(default_factory=Audit)
-    process_id: str = "4242"
-    node_name: str = "registry.test"
-
-    def uow(self, *, readonly: bool = False) -> UnitOfWork:
-        return UnitOfWork(self.db.sessions, readonly=readonly)
-
-    def run_blocking(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return deferToThread(fn, *args, **kwargs)
 
 
 @dataclass
@@ -80,20 +48,9 @@ def server(reactor_thread, tmp_path_factory):
     db.upgrade()
     data = load(db)
     runtime = LoopbackRuntime(settings=Settings(data_dir=base / "data"), reactor=reactor_thread, db=db)
-
-    def start():  # type: ignore[no-untyped-def]
-        registry = SoapEndpoint("xds-registry", runtime, wsdl=(ROOT / "schemas/wsdl/xds-registry.wsdl").read_bytes())
-        for operation in query_operations(runtime, QuerySettings(max_results=5, home_community_id="urn:oid:1.2.3")):
-            registry.register(operation)
-        root, xds = resource.Resource(), resource.Resource()
-        xds.putChild(b"registry", registry)
-        root.putChild(b"xds", xds)
-        return reactor_thread.listenTCP(0, BoundedSite(root, max_body=1 << 20, spool_dir=base / "spool"),
-                                        interface="127.0.0.1")
-
-    port = blockingCallFromThread(reactor_thread, start)
-    yield Server(f"http://127.0.0.1:{port.getHost().port}/xds/registry", runtime, data)
-    blockingCallFromThread(reactor_thread, port.stopListening)
+    operations = query_operations(runtime, QuerySettings(max_results=5, home_community_id="urn:oid:1.2.3"))
+    with registry_endpoint(reactor_thread, runtime, operations, base / "spool") as url:
+        yield Server(url, runtime, data)
     db.dispose()
 
 

@@ -9,7 +9,7 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from ihe_engine.identity.cx import CX
-from ihe_engine.identity.store import Demographics, FeedEvent, IdentityStore
+from ihe_engine.identity.store import FeedEvent, IdentityStore
 from ihe_engine.ns import RIM
 from ihe_engine.storage import UnitOfWork
 from ihe_engine.xds import constants as c, parse_submission
@@ -20,17 +20,10 @@ from ihe_engine.xds.registry.store import RegistryStore
 from ihe_engine.xds.registry.tables import REGISTRY_TABLES, ObjectKind, XdsFolder, XdsObject
 from xds_registry_requests import (DOMAIN, OTHER_DOMAIN, association, document_in_folder, entry, folder,
                                    one_document, pid, request, slot, submission_set)
+from xds_testing import feed_patients
 
 ALICE, BOB = pid("ALICE"), pid("BOB")
 REGISTRY = DocumentRegistry(RegistrySettings(affinity_domain=DOMAIN))
-
-
-def feed(database, *patients: str) -> None:
-    with UnitOfWork(database.sessions) as uow:
-        store = IdentityStore(uow.session)
-        for patient in patients:
-            store.create_or_update([CX.from_xds(patient)], Demographics(), FeedEvent(kind="A01"))
-        uow.commit()
 
 
 def merge(database, survivor: str, subsumed: str) -> None:
@@ -86,7 +79,7 @@ def leaf(database, uuid: str) -> etree._Element:
 
 @pytest.fixture
 def db(database):
-    feed(database, ALICE, BOB)
+    feed_patients(database, ALICE, BOB)
     return database
 
 
@@ -120,7 +113,7 @@ def test_committee_example(db, corpus_dir):
     if not path.is_file():
         pytest.skip(f"{path} not found")
     patient = "SELF-5^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"
-    feed(db, patient)
+    feed_patients(db, patient)
     registry = DocumentRegistry(RegistrySettings(affinity_domain="1.3.6.1.4.1.21367.2005.3.7"))
     error = refused(db, path.read_bytes(), registry)
     assert codes(error) == ["XDSRegistryMetadataError"] * 3
@@ -145,7 +138,7 @@ def test_unknown_patient(db):
 
 def test_patient_outside_the_affinity_domain(db):
     stranger = pid("ALICE", OTHER_DOMAIN)
-    feed(db, stranger)
+    feed_patients(db, stranger)
     error = refused(db, one_document(stranger))
     assert codes(error) == ["XDSUnknownPatientId"] and OTHER_DOMAIN in error.code_context
 
@@ -161,7 +154,7 @@ def test_without_affinity_domain_the_patient_must_still_be_fed(db):
     registry = DocumentRegistry(RegistrySettings())
     other = pid("CAROL", OTHER_DOMAIN)
     assert codes(refused(db, one_document(other), registry)) == ["XDSUnknownPatientId"]
-    feed(db, other)
+    feed_patients(db, other)
     assert register(db, one_document(other), registry).status == c.RESPONSE_SUCCESS
 
 

@@ -10,23 +10,17 @@ import pytest
 import requests
 from lxml import etree
 from sqlalchemy import func, select
-from twisted.internet.threads import blockingCallFromThread
-from twisted.web import resource
 
 from ihe_engine.config import Settings
-from ihe_engine.identity.cx import CX
-from ihe_engine.identity.store import Demographics, FeedEvent, IdentityStore
 from ihe_engine.ns import LCM, RIM, RS, SOAP12, WSA
-from ihe_engine.soap import SoapEndpoint
-from ihe_engine.storage import UnitOfWork
-from ihe_engine.web import BoundedSite
 from ihe_engine.xds import constants as c
 from ihe_engine.xds.registry.actor import DocumentRegistry, RegistrySettings
 from ihe_engine.xds.registry.remove_soap import remove_operations
 from ihe_engine.xds.registry.soap import registry_operations
 from ihe_engine.xds.registry.tables import XdsObject
-from test_xds_registry_soap import ROOT, LoopbackRuntime, envelope, rs_schema  # noqa: F401 (fixture)
+from test_xds_registry_soap import envelope
 from xds_registry_requests import DOMAIN, association, entry, pid, request, submission_set
+from xds_testing import LoopbackRuntime, feed_patients, registry_endpoint
 
 REGISTER = "urn:ihe:iti:2007:RegisterDocumentSet-b"
 REMOVE = "urn:ihe:iti:2010:DeleteDocumentSet"
@@ -38,25 +32,12 @@ EXAMPLE_IDS = ("urn:uuid:b2632452-1de7-480d-94b1-c2074d79c871", "urn:uuid:b2632d
 
 @pytest.fixture
 def server(database, reactor_thread, tmp_path):
-    with UnitOfWork(database.sessions) as uow:
-        IdentityStore(uow.session).create_or_update([CX.from_xds(ALICE)], Demographics(), FeedEvent(kind="A01"))
-        uow.commit()
+    feed_patients(database, ALICE)
     runtime = LoopbackRuntime(settings=Settings(data_dir=tmp_path / "data"), reactor=reactor_thread, db=database)
     registry = DocumentRegistry(RegistrySettings(affinity_domain=DOMAIN))
-
-    def start():
-        endpoint = SoapEndpoint("xds-registry", runtime, wsdl=(ROOT / "schemas/wsdl/xds-registry.wsdl").read_bytes())
-        for operation in (*registry_operations(runtime, registry), *remove_operations(runtime, registry)):
-            endpoint.register(operation)
-        root, xds = resource.Resource(), resource.Resource()
-        xds.putChild(b"registry", endpoint)
-        root.putChild(b"xds", xds)
-        return reactor_thread.listenTCP(0, BoundedSite(root, max_body=1 << 20, spool_dir=tmp_path / "spool"),
-                                        interface="127.0.0.1")
-
-    port = blockingCallFromThread(reactor_thread, start)
-    yield f"http://127.0.0.1:{port.getHost().port}/xds/registry", runtime
-    blockingCallFromThread(reactor_thread, port.stopListening)
+    operations = (*registry_operations(runtime, registry), *remove_operations(runtime, registry))
+    with registry_endpoint(reactor_thread, runtime, operations, tmp_path / "spool") as url:
+        yield url, runtime
 
 
 def post_envelope(url: str, data: bytes) -> requests.Response:

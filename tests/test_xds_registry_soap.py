@@ -3,108 +3,33 @@ answers checked against the official ebRS rs.xsd and the registry's audit record
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import pytest
 import requests
 from lxml import etree
 from sqlalchemy import func, select
-from twisted.internet.threads import blockingCallFromThread, deferToThread
-from twisted.web import resource
 
 from ihe_engine.config import Settings
-from ihe_engine.identity.cx import CX
-from ihe_engine.identity.store import Demographics, FeedEvent, IdentityStore
 from ihe_engine.ns import RS, SOAP12, WSA, qn
-from ihe_engine.soap import SoapEndpoint
-from ihe_engine.storage import UnitOfWork
-from ihe_engine.web import BoundedSite
 from ihe_engine.xds import constants as c
 from ihe_engine.xds.registry.actor import DocumentRegistry, RegistrySettings
 from ihe_engine.xds.registry.soap import registry_operations
 from ihe_engine.xds.registry.tables import XdsObject
 from xds_registry_requests import DOMAIN, one_document, pid, request
+from xds_testing import LoopbackRuntime, feed_patients, registry_endpoint
 
 ACTION = "urn:ihe:iti:2007:RegisterDocumentSet-b"
-ROOT = Path(__file__).resolve().parent.parent
 NS = {"s": SOAP12, "a": WSA, "rs": RS}
 ALICE = pid("SOAP-ALICE")
 MESSAGE_ID = "urn:uuid:0b7a3c52-5a8e-4c61-9d55-7f4f0c1d2e3a"
 
 
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.records: list = []
-
-    def emit(self, record) -> None:
-        self.records.append(record)
-
-
-@dataclass
-class LoopbackRuntime:
-    """What the registry binding and the endpoint use from a Runtime."""
-
-    settings: Settings
-    reactor: Any
-    db: Any
-    audit: RecordingAudit = field(default_factory=RecordingAudit)
-    process_id: str = "4242"
-
-    def uow(self, *, readonly: bool = False) -> UnitOfWork:
-        return UnitOfWork(self.db.sessions, readonly=readonly)
-
-    def run_blocking(self, fn, *args, **kwargs):
-        return deferToThread(fn, *args, **kwargs)
-
-
 @pytest.fixture
 def server(database, reactor_thread, tmp_path):
-    with UnitOfWork(database.sessions) as uow:
-        IdentityStore(uow.session).create_or_update([CX.from_xds(ALICE)], Demographics(), FeedEvent(kind="A01"))
-        uow.commit()
+    feed_patients(database, ALICE)
     runtime = LoopbackRuntime(settings=Settings(data_dir=tmp_path / "data"), reactor=reactor_thread, db=database)
     registry = DocumentRegistry(RegistrySettings(affinity_domain=DOMAIN))
-
-    def start():
-        endpoint = SoapEndpoint("xds-registry", runtime,
-                                wsdl=(ROOT / "schemas/wsdl/xds-registry.wsdl").read_bytes())
-        for operation in registry_operations(runtime, registry):
-            endpoint.register(operation)
-        root, xds = resource.Resource(), resource.Resource()
-        xds.putChild(b"registry", endpoint)
-        root.putChild(b"xds", xds)
-        return reactor_thread.listenTCP(0, BoundedSite(root, max_body=1 << 20, spool_dir=tmp_path / "spool"),
-                                        interface="127.0.0.1")
-
-    port = blockingCallFromThread(reactor_thread, start)
-    yield f"http://127.0.0.1:{port.getHost().port}/xds/registry", runtime
-    blockingCallFromThread(reactor_thread, port.stopListening)
-
-
-class _LocalXmlXsd(etree.Resolver):
-    """rim.xsd imports the W3C xml.xsd by URL: serve the test kit's local copy instead (no network)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def resolve(self, url, pubid, context):
-        return self.resolve_filename(str(self.path), context) if url.endswith("/xml.xsd") else None
-
-
-@pytest.fixture(scope="module")
-def rs_schema():
-    from conftest import CORPUS
-
-    schema_path = CORPUS / "ihe-iti-info/schema/ebRS/rs.xsd"
-    xml_xsd = CORPUS / "nist-iheos-toolkit2/schema/v3/xml.xsd"
-    if not schema_path.is_file() or not xml_xsd.is_file():
-        pytest.skip(f"ebRS schemas not found under {CORPUS}")
-    parser = etree.XMLParser(no_network=True)
-    parser.resolvers.add(_LocalXmlXsd(xml_xsd))
-    return etree.XMLSchema(etree.parse(str(schema_path), parser))
+    with registry_endpoint(reactor_thread, runtime, registry_operations(runtime, registry), tmp_path / "spool") as url:
+        yield url, runtime
 
 
 def envelope(body: bytes, action: str = ACTION, url: str = "http://registry.example/xds/registry") -> bytes:
@@ -206,9 +131,7 @@ def test_register_in_process_uses_the_callers_unit_of_work(database, tmp_path):
     from ihe_engine.xds.errors import XdsError
     from ihe_engine.xds.registry.soap import register_in_process
 
-    with UnitOfWork(database.sessions) as uow:
-        IdentityStore(uow.session).create_or_update([CX.from_xds(ALICE)], Demographics(), FeedEvent(kind="A01"))
-        uow.commit()
+    feed_patients(database, ALICE)
     runtime = LoopbackRuntime(settings=Settings(data_dir=tmp_path / "data"), reactor=None, db=database)
     registry = DocumentRegistry(RegistrySettings(affinity_domain=DOMAIN))
     with runtime.uow() as uow:  # not committed: nothing stays

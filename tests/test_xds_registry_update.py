@@ -8,20 +8,18 @@ import re
 
 import pytest
 from lxml import etree
-from sqlalchemy import select
 
-from ihe_engine.identity.cx import CX
-from ihe_engine.identity.store import Demographics, FeedEvent, IdentityStore
 from ihe_engine.ns import LCM, RIM
 from ihe_engine.storage import UnitOfWork
 from ihe_engine.xds import constants as c, parse_submission
 from ihe_engine.xds.errors import XdsError
 from ihe_engine.xds.registry.actor import DocumentRegistry, RegistrySettings
 from ihe_engine.xds.registry.store import RegistryStore
-from ihe_engine.xds.registry.tables import REGISTRY_TABLES, XdsFolder
+from ihe_engine.xds.registry.tables import XdsFolder
 from ihe_engine.xds.registry.update import UNMODIFIABLE_METADATA_ERROR, update_document_set
 from xds_registry_requests import (DOMAIN, association, entry, folder, new_oid, one_document, pid, request, slot,
                                    submission_set)
+from xds_testing import feed_patients, registry_snapshot
 
 ALICE, BOB = pid("MU-ALICE"), pid("MU-BOB")
 REGISTRY = DocumentRegistry(RegistrySettings(affinity_domain=DOMAIN))
@@ -30,14 +28,6 @@ NS = {"rim": RIM}
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
-
-def feed(database, *patients: str) -> None:
-    with UnitOfWork(database.sessions) as uow:
-        store = IdentityStore(uow.session)
-        for patient in patients:
-            store.create_or_update([CX.from_xds(patient)], Demographics(), FeedEvent(kind="A01"))
-        uow.commit()
-
 
 def register(database, payload: bytes, registry: DocumentRegistry = REGISTRY) -> None:
     with UnitOfWork(database.sessions) as uow:
@@ -52,20 +42,13 @@ def update(database, payload: bytes, *, restricted: bool = False, registry: Docu
     return response
 
 
-def snapshot(database) -> dict:
-    """Every registry row, so a refusal can be shown to have changed nothing."""
-    with database.sessions() as session:
-        return {table.__tablename__: sorted(tuple(map(str, row)) for row in session.execute(select(table.__table__)))
-                for table in REGISTRY_TABLES}
-
-
 def refused(database, payload: bytes, *, restricted: bool = False,
             registry: DocumentRegistry = REGISTRY) -> list[str]:
     """The error codes of a refused update, after checking that nothing changed."""
-    before = snapshot(database)
+    before = registry_snapshot(database)
     with pytest.raises(XdsError) as caught:
         update(database, payload, restricted=restricted, registry=registry)
-    assert snapshot(database) == before
+    assert registry_snapshot(database) == before
     return [error.error_code for error in caught.value.errors]
 
 
@@ -128,7 +111,7 @@ def submitted_association(kind: str, source: str, target: str, *, patient: str =
 
 @pytest.fixture
 def db(database):
-    feed(database, ALICE, BOB)
+    feed_patients(database, ALICE, BOB)
     return database
 
 
@@ -496,7 +479,7 @@ def test_committee_metadata_update_example(database, corpus_dir):
     registry = DocumentRegistry(RegistrySettings())
     original = etree.parse(str(example / "query_result.xml")).find(f".//{{{RIM}}}ExtrinsicObject")
     patient = original.find(f"{{{RIM}}}ExternalIdentifier[@identificationScheme='{c.DE_PATIENT_ID}']").get("value")
-    feed(database, patient)
+    feed_patients(database, patient)
     lid = original.get("id")
     submission = (f'<lcm:SubmitObjectsRequest xmlns:lcm="{LCM}" xmlns:rim="{RIM}"><rim:RegistryObjectList>'
                   + etree.tostring(original, encoding="unicode")

@@ -3,29 +3,19 @@ answers checked against the official ebRS rs.xsd, and the registry's Import / U 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import requests
 from lxml import etree
-from twisted.internet.threads import blockingCallFromThread
-from twisted.web import resource
 
 from ihe_engine.config import Settings
-from ihe_engine.identity.cx import CX
-from ihe_engine.identity.store import Demographics, FeedEvent, IdentityStore
 from ihe_engine.ns import RS, SOAP12, WSA
-from ihe_engine.soap import SoapEndpoint
-from ihe_engine.storage import UnitOfWork
-from ihe_engine.web import BoundedSite
 from ihe_engine.xds import constants as c, parse_submission
 from ihe_engine.xds.registry.actor import DocumentRegistry, RegistrySettings
 from ihe_engine.xds.registry.store import RegistryStore
 from ihe_engine.xds.registry.update_soap import ITI57, ITI92, update_operations
-from test_xds_registry_soap import LoopbackRuntime, rs_schema  # noqa: F401  (fixture)
 from xds_registry_requests import DOMAIN, entry, new_oid, one_document, pid, request, slot, submission_set
+from xds_testing import LoopbackRuntime, feed_patients, registry_endpoint
 
-ROOT = Path(__file__).resolve().parent.parent
 NS = {"s": SOAP12, "a": WSA, "rs": RS}
 ALICE = pid("MU-SOAP-ALICE")
 MESSAGE_ID = "urn:uuid:5d1c0c36-2f0e-4c8e-9a11-3c7e8f9b0a21"
@@ -33,25 +23,11 @@ MESSAGE_ID = "urn:uuid:5d1c0c36-2f0e-4c8e-9a11-3c7e8f9b0a21"
 
 @pytest.fixture
 def server(database, reactor_thread, tmp_path):
-    with UnitOfWork(database.sessions) as uow:
-        IdentityStore(uow.session).create_or_update([CX.from_xds(ALICE)], Demographics(), FeedEvent(kind="A01"))
-        uow.commit()
+    feed_patients(database, ALICE)
     runtime = LoopbackRuntime(settings=Settings(data_dir=tmp_path / "data"), reactor=reactor_thread, db=database)
     registry = DocumentRegistry(RegistrySettings(affinity_domain=DOMAIN))
-
-    def start():
-        endpoint = SoapEndpoint("xds-registry", runtime, wsdl=(ROOT / "schemas/wsdl/xds-registry.wsdl").read_bytes())
-        for operation in update_operations(runtime, registry):
-            endpoint.register(operation)
-        root, xds = resource.Resource(), resource.Resource()
-        xds.putChild(b"registry", endpoint)
-        root.putChild(b"xds", xds)
-        return reactor_thread.listenTCP(0, BoundedSite(root, max_body=1 << 20, spool_dir=tmp_path / "spool"),
-                                        interface="127.0.0.1")
-
-    port = blockingCallFromThread(reactor_thread, start)
-    yield f"http://127.0.0.1:{port.getHost().port}/xds/registry", runtime, registry
-    blockingCallFromThread(reactor_thread, port.stopListening)
+    with registry_endpoint(reactor_thread, runtime, update_operations(runtime, registry), tmp_path / "spool") as url:
+        yield url, runtime, registry
 
 
 def registered_document(runtime, registry) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from ihe_engine.web import BoundedSite
 from ihe_engine.xds.registry.actor import DocumentRegistry, RegistrySettings
 from ihe_engine.xds.repository import (DocumentRepository, RepositorySettings, registry_client_for,
                                        repository_operations)
+from xds_testing import corpus_xsd
 
 REPOSITORY_ID = "1.3.6.1.4.1.21367.2017.2.7.109"
 
@@ -87,25 +88,6 @@ def stop_repository_server(reactor, server: RepositoryServer) -> None:
     server.runtime.db.dispose()
 
 
-class _LocalXmlXsd(etree.Resolver):
-    """rim.xsd imports the W3C xml.xsd by URL: serve a local copy (no network)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def resolve(self, url, pubid, context):
-        if url.endswith("/xml.xsd"):
-            return self.resolve_filename(str(self.path), context)
-        return None
-
-
 def repository_schema(corpus: Path) -> etree.XMLSchema | None:
     """XDS.b_DocumentRepository.xsd (which imports the ebRS schemas), or None when the corpus lacks it."""
-    schema_path = corpus / "ihe-iti-info/schema/IHE/XDS.b_DocumentRepository.xsd"
-    xml_xsd = corpus / "nist-iheos-toolkit2/schema/v3/xml.xsd"
-    if not schema_path.is_file() or not xml_xsd.is_file():
-        return None
-    parser = etree.XMLParser(no_network=True)
-    parser.resolvers.add(_LocalXmlXsd(xml_xsd))
-    return etree.XMLSchema(etree.parse(str(schema_path), parser))
+    return corpus_xsd(corpus, "IHE/XDS.b_DocumentRepository.xsd")

@@ -20,7 +20,7 @@ from .errors import (XDS_PATIENT_ID_DOES_NOT_MATCH, XDS_REGISTRY_DUPLICATE_UNIQU
 from .model import (Association, DocumentEntry, Folder, RegistryObject, Submission, SubmissionSet, dtm_key,
                     is_xds_dtm)
 
-__all__ = ["Sender", "validate_submission", "check_submission", "is_oid", "is_xds_patient_id",
+__all__ = ["Sender", "validate_submission", "check_submission", "is_oid", "is_xds_patient_id", "object_location",
            "MAX_DOCUMENT_UNIQUE_ID_LENGTH", "MAX_OID_LENGTH"]
 
 MAX_DOCUMENT_UNIQUE_ID_LENGTH = 128
@@ -76,7 +76,8 @@ def _kind(obj: RegistryObject) -> str:
             Association: "Association"}.get(type(obj), type(obj).__name__)
 
 
-def _location(obj: RegistryObject) -> str:
+def object_location(obj: RegistryObject) -> str:
+    """The RegistryError location of an object: its ebRIM element and entryUUID, e.g. ``Association[@id='...']``."""
     tag = {DocumentEntry: "ExtrinsicObject", Association: "Association"}.get(type(obj), "RegistryPackage")
     return f"{tag}[@id='{obj.entry_uuid}']"
 
@@ -96,7 +97,7 @@ class _Checker:
         if obj is None:
             return RegistryError(error_code=self.metadata_code, code_context=problem, location=where or None)
         return RegistryError(error_code=self.metadata_code, code_context=f"{_kind(obj)} {obj.entry_uuid}: {problem}",
-                             location=_location(obj) + where)
+                             location=object_location(obj) + where)
 
 
 _Rule = Callable[[_Checker], Iterator[RegistryError]]
@@ -251,7 +252,7 @@ def _duplicate_unique_ids(checker: _Checker) -> Iterator[RegistryError]:
             yield RegistryError(error_code=checker.duplicate_code,
                                 code_context=f"uniqueId {unique_id} appears {len(owners)} times in the "
                                              f"submission ({names})",
-                                location=_location(owners[1]) + "/uniqueId")
+                                location=object_location(owners[1]) + "/uniqueId")
 
 
 def _one_patient(checker: _Checker) -> Iterator[RegistryError]:
@@ -264,7 +265,7 @@ def _one_patient(checker: _Checker) -> Iterator[RegistryError]:
             yield RegistryError(error_code=XDS_PATIENT_ID_DOES_NOT_MATCH,
                                 code_context=f"{_kind(obj)} {obj.entry_uuid} has patientId {obj.patient_id} but "
                                              f"{_kind(anchor)} {anchor.entry_uuid} has {anchor.patient_id}",
-                                location=_location(obj) + "/patientId")
+                                location=object_location(obj) + "/patientId")
 
 
 def _associations(checker: _Checker) -> Iterator[RegistryError]:

@@ -18,6 +18,7 @@ from ...ns import QUERY, RIM, RS, qn
 from ...soap.endpoint import Operation, SoapRequest, SoapResponse
 from ..constants import RESPONSE_FAILURE, RESPONSE_SUCCESS
 from ..errors import XDS_UNKNOWN_STORED_QUERY, RegistryError, XdsError, registry_error_list_element
+from ..soap_common import patient_object
 from .definitions import ITI18, ITI51, QueryDefinition
 from .engine import DEFAULT_MAX_RESULTS, QueryResult, asked_patients, run_stored_query
 from .params import StoredQueryRequest, parse_adhoc_query_request
@@ -35,7 +36,6 @@ _EVENT_TYPES = {ITI18: ("ITI-18", "IHE Transactions", "Registry Stored Query"),
                 ITI51: ("ITI-51", "IHE Transactions", "Multi-Patient Stored Query")}
 _SOURCE_ROLE = ("110153", "DCM", "Source")
 _DESTINATION_ROLE = ("110152", "DCM", "Destination")
-_PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
 _MINOR_FAILURE = 4
 _ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 
@@ -144,8 +144,7 @@ def _participants(runtime: Any, soap_request: SoapRequest) -> tuple[Participant,
 def _patient_objects(request: StoredQueryRequest | None) -> tuple[ParticipantObject, ...]:
     if request is None:
         return ()
-    return tuple(ParticipantObject(object_id=patient, type_code=1, type_code_role=1, id_type=_PATIENT_NUMBER)
-                 for patient in asked_patients(request))
+    return tuple(patient_object(patient) for patient in asked_patients(request))
 
 
 def _query_object(transaction: str, soap_request: SoapRequest, request: StoredQueryRequest | None

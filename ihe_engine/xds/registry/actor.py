@@ -14,27 +14,25 @@ in its own assigning authority, active and not subsumed: a registry never accept
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
 from ...identity.cx import CX, CXError
-from ...identity.store import IdentifierState, IdentityStore
-from ...ns import RIM, qn
+from ...identity.store import IdentityStore
 from ...storage.base import utcnow
 from .. import constants as c
 from ..affinity import CodeSet, check_codes, load_code_set
-from ..ebrim import assign_uuids, new_uuid, to_leaf_class
+from ..ebrim import assign_uuids, to_leaf_class
 from ..errors import (UNRESOLVED_REFERENCE_EXCEPTION, XDS_DUPLICATE_UNIQUE_ID_IN_REGISTRY, XDS_NON_IDENTICAL_HASH,
                       XDS_NON_IDENTICAL_SIZE, XDS_PATIENT_ID_DOES_NOT_MATCH, XDS_REGISTRY_DEPRECATED_DOCUMENT_ERROR,
                       XDS_REGISTRY_METADATA_ERROR, XDS_UNKNOWN_PATIENT_ID, RegistryError, RegistryResponse,
-                      XdsError, registry_response)
+                      registry_response)
 from ..model import Association, DocumentEntry, Folder, RegistryObject, Submission, SubmissionSet
-from ..validation import Sender, validate_submission
+from ..validation import Sender, object_location, validate_submission
+from .checks import PatientMatcher, dtm, patient_problem, raise_errors, registry_has_member
 from .store import NewObject, RegistryStore, StoredObject, kind_of, leaf_class_bytes
 from .tables import ObjectKind
 
@@ -54,10 +52,6 @@ def patient_key(patient_id: str) -> str:
         return CX.from_xds(patient_id).to_xds()
     except CXError:
         return patient_id.strip()
-
-
-def _dtm_now(now: datetime) -> str:
-    return now.strftime("%Y%m%d%H%M%S")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,25 +104,13 @@ class DocumentRegistry:
         """Structure, affinity codes and ITI-42 limits; raises on any error, returns the warnings."""
         problems = [*validate_submission(submission, sender=Sender.DOCUMENT_REPOSITORY),
                     *check_codes(submission, self.settings.code_set), *_iti42_limits(submission)]
-        _raise_errors(problems)
+        raise_errors(problems)
         return problems
-
-
-def _raise_errors(problems: Iterable[RegistryError]) -> None:
-    problems = list(problems)
-    if any(problem.is_error for problem in problems):
-        raise XdsError.from_errors([problem for problem in problems if problem.is_error]
-                                   + [problem for problem in problems if not problem.is_error])
 
 
 def _metadata_error(obj: RegistryObject, problem: str) -> RegistryError:
     return RegistryError(error_code=XDS_REGISTRY_METADATA_ERROR,
-                         code_context=f"{type(obj).__name__} {obj.entry_uuid}: {problem}", location=_location(obj))
-
-
-def _location(obj: RegistryObject) -> str:
-    tag = {DocumentEntry: "ExtrinsicObject", Association: "Association"}.get(type(obj), "RegistryPackage")
-    return f"{tag}[@id='{obj.entry_uuid}']"
+                         code_context=f"{type(obj).__name__} {obj.entry_uuid}: {problem}", location=object_location(obj))
 
 
 def _iti42_limits(submission: Submission) -> list[RegistryError]:
@@ -176,7 +158,7 @@ class _Registration:
         self.patient_id: str = submission_set.patient_id
         self.patient_key = patient_key(self.patient_id)
         self.registered: dict[str, StoredObject] = {}
-        self._survivors: dict[str, int | None] = {}
+        self.patients = PatientMatcher(self.identities)
         self.touched_folders: set[str] = set()
         self.replaced: set[str] = set()
 
@@ -190,7 +172,7 @@ class _Registration:
         self._check_unique_ids()
         for association in self.submission.associations:
             self._check_association(association)
-        _raise_errors(self.errors)
+        raise_errors(self.errors)
 
     def _referenced_ids(self) -> set[str]:
         ends = {end for a in self.submission.associations for end in (a.source, a.target)}
@@ -203,31 +185,12 @@ class _Registration:
                                                         "creates new objects, each with a new id"))
 
     def _check_patient(self) -> None:
-        problem = self._patient_problem()
+        problem = patient_problem(self.identities, self.patient_id, self.settings.affinity_domain,
+                                  subsumed_advice="; submit under the surviving id")
         if problem is not None:
             self.errors.append(RegistryError(
                 error_code=XDS_UNKNOWN_PATIENT_ID, code_context=f"patientId {self.patient_id} {problem}",
                 location=f"RegistryPackage[@id='{self.submission_set.entry_uuid}']/patientId"))
-
-    def _patient_problem(self) -> str | None:
-        """Why the submission's patientId is not acceptable, or None when it is."""
-        try:
-            cx = CX.from_xds(self.patient_id)
-        except CXError as exc:
-            return f"is not a usable XDS patient id ({exc})"
-        domain = self.settings.affinity_domain
-        if domain is not None and cx.universal_id != domain:
-            return f"is not from the affinity domain's assigning authority {domain}"
-        if domain is not None and self.identities.is_known_in_domain(cx, domain):
-            return None
-        resolved = self.identities.resolve(cx)
-        if resolved is None:
-            return "is unknown: the patient identity feed has not registered it"
-        if resolved.state is IdentifierState.SUBSUMED:
-            return "was merged into another patient (subsumed); submit under the surviving id"
-        if not resolved.is_active:
-            return "is no longer active in the patient identity source"
-        return None if domain is None else "is not a known, active identifier of the affinity domain"
 
     def _check_unique_ids(self) -> None:
         """One query for every uniqueId; hash and size are read only when a DocumentEntry's is reused."""
@@ -243,7 +206,7 @@ class _Registration:
                     error_code=XDS_DUPLICATE_UNIQUE_ID_IN_REGISTRY,
                     code_context=f"{type(package).__name__} {package.entry_uuid}: uniqueId {package.unique_id} is "
                                  f"already used by registered object {stored.uuid}",
-                    location=_location(package) + "/uniqueId"))
+                    location=object_location(package) + "/uniqueId"))
 
     def _check_reused_entries(self, entries: Mapping[str, DocumentEntry], reused: list[str | None]) -> None:
         """A DocumentEntry uniqueId may be registered again only with the same hash and size."""
@@ -260,7 +223,7 @@ class _Registration:
 
     @staticmethod
     def _unique_id_error(code: str, entry: DocumentEntry, what: str, submitted: Any, stored: Any) -> RegistryError:
-        return RegistryError(error_code=code, location=f"{_location(entry)}/Slot[@name='{what}']",
+        return RegistryError(error_code=code, location=f"{object_location(entry)}/Slot[@name='{what}']",
                              code_context=f"DocumentEntry {entry.entry_uuid}: uniqueId {entry.unique_id} is already "
                                           f"registered with {what} {stored}; this submission has {submitted}")
 
@@ -287,7 +250,7 @@ class _Registration:
         stored = self.registered.get(uuid)
         if stored is None:
             self.errors.append(RegistryError(
-                error_code=UNRESOLVED_REFERENCE_EXCEPTION, location=_location(association) + f"/@{role}",
+                error_code=UNRESOLVED_REFERENCE_EXCEPTION, location=object_location(association) + f"/@{role}",
                 code_context=f"Association {association.entry_uuid}: {role} {uuid} is neither in the submission "
                              "nor in the registry"))
             return None
@@ -312,29 +275,13 @@ class _Registration:
             self.replaced.add(association.target)
 
     def _check_same_patient(self, association: Association, source: tuple, target: tuple) -> None:
-        if source[2] is None or target[2] is None or self._same_patient(source[2], target[2]):
+        if source[2] is None or target[2] is None or self.patients.same_patient(source[2], target[2]):
             return
         self.errors.append(RegistryError(
-            error_code=XDS_PATIENT_ID_DOES_NOT_MATCH, location=_location(association),
+            error_code=XDS_PATIENT_ID_DOES_NOT_MATCH, location=object_location(association),
             code_context=f"Association {association.entry_uuid} ({association.association_type.rsplit(':', 1)[-1]}) "
                          f"links {association.source} of patient {source[2]} to {association.target} of patient "
                          f"{target[2]}"))
-
-    def _same_patient(self, key_a: str, key_b: str) -> bool:
-        """Equal ids, or ids the identity store resolves to the same surviving patient (merge-aware)."""
-        if key_a == key_b:
-            return True
-        survivor_a, survivor_b = self._survivor(key_a), self._survivor(key_b)
-        return survivor_a is not None and survivor_a == survivor_b
-
-    def _survivor(self, key: str) -> int | None:
-        if key not in self._survivors:
-            try:
-                resolved = self.identities.resolve(CX.from_xds(key))
-            except CXError:
-                resolved = None
-            self._survivors[key] = resolved.patient_id if resolved is not None else None
-        return self._survivors[key]
 
     # -- writes ----------------------------------------------------------------------------------------------
 
@@ -346,17 +293,17 @@ class _Registration:
             children = self.store.associations(targets=self.replaced, types=_CHILD_TYPES)
             self.store.deprecate(self.replaced | {child.source_uuid for child in children}, now=self.now)
         if self.touched_folders:
-            self.store.touch_folders(self.touched_folders, _dtm_now(self.now), now=self.now)
+            self.store.touch_folders(self.touched_folders, dtm(self.now), now=self.now)
 
     def _new_object(self, obj: RegistryObject) -> NewObject:
         status, home = c.STATUS_APPROVED, self.settings.home_community_id
         if isinstance(obj, (DocumentEntry, Folder)):
             lid = obj.lid or obj.entry_uuid
-            slots = {c.SLOT_LAST_UPDATE_TIME: (_dtm_now(self.now),)} if isinstance(obj, Folder) else None
+            slots = {c.SLOT_LAST_UPDATE_TIME: (dtm(self.now),)} if isinstance(obj, Folder) else None
             element = to_leaf_class(obj, status=status, home=home, lid=lid, version="1", slots=slots)
             return NewObject(obj=obj, leaf_class=leaf_class_bytes(element), status=status,
                              patient_key=self.patient_key, lid=lid,
-                             last_update_time=_dtm_now(self.now) if isinstance(obj, Folder) else None)
+                             last_update_time=dtm(self.now) if isinstance(obj, Folder) else None)
         element = to_leaf_class(obj, status=status, home=home)
         patient = None if isinstance(obj, Association) else self.patient_key
         return NewObject(obj=obj, leaf_class=leaf_class_bytes(element), status=status, patient_key=patient)
@@ -379,16 +326,11 @@ class _Registration:
 
     def _registry_association(self, source: str, target: str) -> NewObject:
         """A HasMember the registry creates itself, stored like a submitted one."""
-        uuid = new_uuid()
-        element = etree.Element(qn(RIM, "Association"), nsmap={"rim": RIM}, id=uuid, associationType=c.HAS_MEMBER,
-                                sourceObject=source, targetObject=target, objectType=c.OBJECT_TYPE_ASSOCIATION)
-        association = Association(entry_uuid=uuid, association_type=c.HAS_MEMBER, source=source, target=target,
-                                  object_type=c.OBJECT_TYPE_ASSOCIATION, element=element)
-        return self._new_object(association)
+        return self._new_object(registry_has_member(source, target))
 
 
 def _deprecated_error(association: Association, uuid: str, status: str) -> RegistryError:
     return RegistryError(
-        error_code=XDS_REGISTRY_DEPRECATED_DOCUMENT_ERROR, location=_location(association),
+        error_code=XDS_REGISTRY_DEPRECATED_DOCUMENT_ERROR, location=object_location(association),
         code_context=f"Association {association.entry_uuid} ({association.association_type.rsplit(':', 1)[-1]}) "
                      f"refers to {uuid}, whose status is {status.rsplit(':', 1)[-1]}, not Approved")

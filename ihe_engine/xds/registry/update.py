@@ -40,21 +40,21 @@ from typing import Any
 
 from lxml import etree
 
-from ...identity.cx import CX, CXError
-from ...identity.store import IdentifierState, IdentityStore
+from ...identity.store import IdentityStore
 from ...ns import RIM, qn
 from ...storage.base import utcnow
 from .. import constants as c
 from ..affinity import check_codes
-from ..ebrim import assign_uuids, new_uuid, parse_registry_object_list, to_leaf_class
+from ..ebrim import assign_uuids, parse_registry_object_list, to_leaf_class
 from ..errors import (UNRESOLVED_REFERENCE_EXCEPTION, XDS_METADATA_IDENTIFIER_ERROR, XDS_METADATA_UPDATE_ERROR,
                       XDS_METADATA_UPDATE_OPERATION_ERROR, XDS_METADATA_VERSION_ERROR,
                       XDS_PATIENT_ID_RECONCILIATION_ERROR, XDS_REGISTRY_DEPRECATED_DOCUMENT_ERROR,
-                      XDS_REGISTRY_METADATA_ERROR, XDS_UNKNOWN_PATIENT_ID, RegistryError, RegistryResponse, XdsError,
+                      XDS_REGISTRY_METADATA_ERROR, XDS_UNKNOWN_PATIENT_ID, RegistryError, RegistryResponse,
                       registry_response)
 from ..model import Association, DocumentEntry, Folder, RegistryObject, Submission, SubmissionSet
-from ..validation import Sender, validate_submission
+from ..validation import Sender, object_location, validate_submission
 from .actor import DocumentRegistry, RegistrySettings, patient_key
+from .checks import PatientMatcher, dtm, patient_problem, raise_errors, registry_has_member
 from .store import NewObject, RegistryStore, StoredObject, leaf_class_bytes
 from .tables import ObjectKind
 
@@ -102,18 +102,7 @@ def _error(code: str, obj: RegistryObject | None, problem: str, where: str = "")
     if obj is None:
         return RegistryError(error_code=code, code_context=problem, location=where or None)
     return RegistryError(error_code=code, code_context=f"{type(obj).__name__} {obj.entry_uuid}: {problem}",
-                         location=_location(obj) + where)
-
-
-def _location(obj: RegistryObject) -> str:
-    tag = {DocumentEntry: "ExtrinsicObject", Association: "Association"}.get(type(obj), "RegistryPackage")
-    return f"{tag}[@id='{obj.entry_uuid}']"
-
-
-def _raise_errors(problems: Iterable[RegistryError]) -> None:
-    problems = list(problems)
-    if any(problem.is_error for problem in problems):
-        raise XdsError.from_errors([p for p in problems if p.is_error] + [p for p in problems if not p.is_error])
+                         location=object_location(obj) + where)
 
 
 def _check_structure(settings: RegistrySettings, submission: Submission, restricted: bool) -> list[RegistryError]:
@@ -123,7 +112,7 @@ def _check_structure(settings: RegistrySettings, submission: Submission, restric
     submission_set = submission.submission_set
     if submission_set is not None:
         problems.extend(_operation_problems(submission, submission_set, settings, restricted))
-    _raise_errors(problems)
+    raise_errors(problems)
     return problems
 
 
@@ -246,7 +235,7 @@ class _Update:
         self.versions: list[_NewVersion] = []
         self.status_changes: list[tuple[str, str]] = []
         self.touched_folders: set[str] = set()
-        self._survivors: dict[str, int | None] = {}
+        self.patients = PatientMatcher(self.identities)
 
     # -- checks ----------------------------------------------------------------------------------------------
 
@@ -261,7 +250,7 @@ class _Update:
             self._check_new_version(obj, links[obj.entry_uuid])
         for association in self.submission.associations:
             self._check_association(association)
-        _raise_errors(self.errors)
+        raise_errors(self.errors)
 
     def _check_new_ids(self) -> None:
         for uuid, obj in self.submitted.items():
@@ -270,7 +259,7 @@ class _Update:
                                           "registered; every submitted object, new versions included, needs a new id"))
 
     def _check_patient(self) -> None:
-        problem = _patient_problem(self.identities, self.submission_set.patient_id or "",
+        problem = patient_problem(self.identities, self.submission_set.patient_id or "",
                                    self.settings.affinity_domain)
         if problem is not None:
             self.errors.append(_error(XDS_UNKNOWN_PATIENT_ID, self.submission_set,
@@ -393,7 +382,7 @@ class _Update:
             if end[1] != c.STATUS_APPROVED:
                 self.errors.append(_error(XDS_REGISTRY_DEPRECATED_DOCUMENT_ERROR, association, f"{uuid} is "
                                           f"{_short(end[1])}; a new association links Approved objects only"))
-        if ends[0][2] and ends[1][2] and not self._same_patient(ends[0][2], ends[1][2]):
+        if ends[0][2] and ends[1][2] and not self.patients.same_patient(ends[0][2], ends[1][2]):
             self.errors.append(_error(XDS_PATIENT_ID_RECONCILIATION_ERROR, association, f"links objects of patients "
                                       f"{ends[0][2]} and {ends[1][2]}"))
         if self._already_registered(association):
@@ -427,21 +416,6 @@ class _Update:
                                            statuses=[c.STATUS_APPROVED])
         return any(row.target_uuid == association.target for row in existing)
 
-    def _same_patient(self, key_a: str, key_b: str) -> bool:
-        if key_a == key_b:
-            return True
-        survivor_a, survivor_b = self._survivor(key_a), self._survivor(key_b)
-        return survivor_a is not None and survivor_a == survivor_b
-
-    def _survivor(self, key: str) -> int | None:
-        if key not in self._survivors:
-            try:
-                resolved = self.identities.resolve(CX.from_xds(key))
-            except CXError:
-                resolved = None
-            self._survivors[key] = resolved.patient_id if resolved is not None else None
-        return self._survivors[key]
-
     # -- writes ----------------------------------------------------------------------------------------------
 
     def write(self) -> None:
@@ -455,7 +429,7 @@ class _Update:
         for uuid, status in self.status_changes:
             self.store.set_status([uuid], status, now=self.now)
         if self.touched_folders:
-            self.store.touch_folders(self.touched_folders, _dtm(self.now), now=self.now)
+            self.store.touch_folders(self.touched_folders, dtm(self.now), now=self.now)
 
     def _new_object(self, obj: RegistryObject, previous: StoredObject | None) -> NewObject:
         home = self.settings.home_community_id
@@ -469,11 +443,11 @@ class _Update:
         """Version latest + 1 of the logical object, with the status the latest version had."""
         version, lid, status = previous.version + 1, previous.lid, previous.status
         is_folder = isinstance(obj, Folder)
-        slots = {c.SLOT_LAST_UPDATE_TIME: (_dtm(self.now),)} if is_folder else None
+        slots = {c.SLOT_LAST_UPDATE_TIME: (dtm(self.now),)} if is_folder else None
         element = to_leaf_class(obj, status=status, home=home, lid=lid, version=str(version), slots=slots)
         return NewObject(obj=obj, leaf_class=leaf_class_bytes(element), status=status, lid=lid, version=version,
                          patient_key=patient_key(getattr(obj, "patient_id", None) or ""),
-                         last_update_time=_dtm(self.now) if is_folder else None)
+                         last_update_time=dtm(self.now) if is_folder else None)
 
     def _propagated_memberships(self) -> list[NewObject]:
         """AssociationPropagation: the new version takes the previous version's folder memberships."""
@@ -501,11 +475,7 @@ class _Update:
 
     def _registry_association(self, source: str, target: str) -> NewObject:
         """A HasMember the registry makes itself (association propagation)."""
-        uuid = new_uuid()
-        element = etree.Element(qn(RIM, "Association"), nsmap={"rim": RIM}, id=uuid, associationType=c.HAS_MEMBER,
-                                sourceObject=source, targetObject=target, objectType=c.OBJECT_TYPE_ASSOCIATION)
-        association = Association(entry_uuid=uuid, association_type=c.HAS_MEMBER, source=source, target=target,
-                                  object_type=c.OBJECT_TYPE_ASSOCIATION, element=element)
+        association = registry_has_member(source, target)
         return NewObject(obj=association, leaf_class=leaf_class_bytes(to_leaf_class(association,
                                                                                      status=c.STATUS_APPROVED)),
                          status=c.STATUS_APPROVED)
@@ -517,10 +487,6 @@ def _short(urn: str) -> str:
     return urn.rsplit(":", 1)[-1]
 
 
-def _dtm(now: datetime) -> str:
-    return now.strftime("%Y%m%d%H%M%S")
-
-
 def _stored_entry(leaf_class: bytes) -> DocumentEntry:
     """The registered DocumentEntry behind stored LeafClass bytes (written by this registry, so trusted)."""
     root = etree.fromstring(leaf_class, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True))
@@ -528,24 +494,3 @@ def _stored_entry(leaf_class: bytes) -> DocumentEntry:
     wrapper.append(root)
     [entry] = parse_registry_object_list(wrapper).entries
     return entry
-
-
-def _patient_problem(identities: IdentityStore, patient_id: str, domain: str | None) -> str | None:
-    """Why the update's patientId is not acceptable (unknown, merged away, inactive, other domain), or None."""
-    try:
-        cx = CX.from_xds(patient_id)
-    except CXError as exc:
-        return f"is not a usable XDS patient id ({exc})"
-    if domain is not None and cx.universal_id != domain:
-        return f"is not from the affinity domain's assigning authority {domain}"
-    if domain is not None and identities.is_known_in_domain(cx, domain):
-        return None
-    resolved = identities.resolve(cx)
-    if resolved is None:
-        return "is unknown: the patient identity feed has not registered it"
-    if resolved.state is IdentifierState.SUBSUMED:
-        return "was merged into another patient (subsumed)"
-    if not resolved.is_active:
-        return "is no longer active in the patient identity source"
-    return None if domain is None else "is not a known, active identifier of the affinity domain"
-

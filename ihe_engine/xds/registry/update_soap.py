@@ -11,30 +11,23 @@ uniqueId); emitted once the outcome is known, success or refusal.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
-from sqlalchemy.exc import OperationalError
 
-from ...audit.hook import AuditRecord, Participant, ParticipantObject
-from ...errors import RemoteProtocolError
+from ...audit.hook import AuditRecord
 from ...ns import LCM, qn
 from ...profiles import transactions
-from ...soap.endpoint import Operation, SoapRequest, SoapResponse
-from ...soap.fault import SENDER, SoapFault
-from .. import constants as c
+from ...soap.endpoint import Operation, SoapRequest
 from ..ebrim import parse_submission
-from ..errors import (XDS_REGISTRY_BUSY, XDS_REGISTRY_ERROR, XDS_REGISTRY_METADATA_ERROR, RegistryError,
-                      RegistryResponse, XdsError, registry_response, registry_response_element)
 from ..model import Submission
+from ..soap_common import (IMPORT, OUTCOME_SUCCESS, HandlerOutcome, RegistryResponseHandler, TransactionWording,
+                           endpoint_destination, soap_peer_source, submission_objects)
 from .actor import DocumentRegistry
 from .update import update_document_set
 
 __all__ = ["update_operations", "UpdateHandler", "update_audit_record", "ITI57", "ITI92"]
-
-log = logging.getLogger("ihe_engine.xds.registry")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,14 +58,6 @@ ITI92 = _Kind(transaction="ITI-92", name="Restricted Update Document Set",
               response_action="urn:ihe:iti:2018:RestrictedUpdateDocumentSetResponse", restricted=True)
 """ITI-92 is not in the profile catalogue; its actions are those of the RMU supplement."""
 
-_SUBMIT_OBJECTS_REQUEST = qn(LCM, "SubmitObjectsRequest")
-_IMPORT = ("110107", "DCM", "Import")
-_SOURCE_ROLE = ("110153", "DCM", "Source Role ID")
-_DESTINATION_ROLE = ("110152", "DCM", "Destination Role ID")
-_PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
-_SUBMISSION_SET_ID = (c.SS_CLASSIFICATION_NODE, "IHE XDS Metadata", "submission set classificationNode")
-_OUTCOME_SUCCESS, _OUTCOME_REFUSED, _OUTCOME_INTERNAL = 0, 8, 12
-
 
 def update_operations(runtime: Any, registry: DocumentRegistry) -> list[Operation]:
     """ITI-57 and ITI-92 for the registry SoapEndpoint."""
@@ -80,83 +65,38 @@ def update_operations(runtime: Any, registry: DocumentRegistry) -> list[Operatio
                       transaction=kind.transaction, blocking=True) for kind in (ITI57, ITI92)]
 
 
-class UpdateHandler:
+class UpdateHandler(RegistryResponseHandler[Submission | None]):
     """Blocking SOAP handler of ITI-57 or ITI-92."""
 
+    body_tag = qn(LCM, "SubmitObjectsRequest")
+    empty_subject = None
+
     def __init__(self, runtime: Any, registry: DocumentRegistry, kind: _Kind = ITI57) -> None:
-        self.runtime = runtime
-        self.registry = registry
+        super().__init__(runtime, registry)
         self.kind = kind
+        self.wording = TransactionWording(transaction=kind.transaction, name=kind.name,
+                                          body="lcm:SubmitObjectsRequest", failure="update failed",
+                                          past_tense="updated")
 
-    def __call__(self, request: SoapRequest) -> SoapResponse:
-        if request.payload.tag != _SUBMIT_OBJECTS_REQUEST:
-            self._audit(request, None, _OUTCOME_REFUSED, "the body is not an lcm:SubmitObjectsRequest")
-            raise SoapFault(SENDER, f"{self.kind.name} expects lcm:SubmitObjectsRequest in the body, not "
-                                    f"{request.payload.tag}")
-        submission, response, outcome = self._update(request.payload)
-        self._audit(request, submission, outcome, _describe_errors(response.errors))
-        return SoapResponse(body=registry_response_element(response))
+    def parse(self, payload: etree._Element) -> Submission:
+        return parse_submission(payload)
 
-    def _update(self, payload: etree._Element) -> tuple[Submission | None, RegistryResponse, int]:
-        submission = None
-        try:
-            submission = parse_submission(payload)
-            with self.runtime.uow() as uow:
-                response = update_document_set(self.registry, submission, uow, restricted=self.kind.restricted)
-                uow.commit()
-            return submission, response, _OUTCOME_SUCCESS
-        except XdsError as refusal:
-            return submission, registry_response(refusal.errors), _OUTCOME_REFUSED
-        except RemoteProtocolError as exc:
-            return submission, registry_response([_error(XDS_REGISTRY_METADATA_ERROR, str(exc))]), _OUTCOME_REFUSED
-        except OperationalError:
-            log.exception("%s: database unavailable", self.kind.transaction)
-            busy = _error(XDS_REGISTRY_BUSY, "the registry database is busy or unavailable; nothing was updated")
-            return submission, registry_response([busy]), _OUTCOME_INTERNAL
-        except Exception:
-            log.exception("%s: update failed", self.kind.transaction)
-            failed = _error(XDS_REGISTRY_ERROR, "internal registry error; nothing was updated")
-            return submission, registry_response([failed]), _OUTCOME_INTERNAL
+    def run(self, subject: Submission | None) -> HandlerOutcome[Submission | None]:
+        assert subject is not None
+        response = self.committed(lambda uow: update_document_set(self.registry, subject, uow,
+                                                                  restricted=self.kind.restricted))
+        return HandlerOutcome(response, OUTCOME_SUCCESS, subject)
 
-    def _audit(self, request: SoapRequest, submission: Submission | None, outcome: int,
-               description: str | None) -> None:
-        audit = getattr(self.runtime, "audit", None)
-        if audit is not None:
-            audit.emit(update_audit_record(request, submission, self.kind, outcome=outcome, description=description,
-                                           process_id=getattr(self.runtime, "process_id", None)))
-
-
-def _error(code: str, context: str) -> RegistryError:
-    return RegistryError(error_code=code, code_context=context)
-
-
-def _describe_errors(errors: Any) -> str | None:
-    return "; ".join(f"{e.error_code}: {e.code_context}" for e in errors if e.is_error) or None
+    def audit_record(self, request: SoapRequest, outcome: HandlerOutcome[Submission | None],
+                     description: str | None) -> AuditRecord:
+        return update_audit_record(request, outcome.subject, self.kind, outcome=outcome.indicator,
+                                   description=description, process_id=self.process_id)
 
 
 def update_audit_record(request: SoapRequest, submission: Submission | None, kind: _Kind = ITI57, *, outcome: int,
                         description: str | None = None, process_id: str | None = None) -> AuditRecord:
     """Import (110107), U: requestor (Source), this endpoint (Destination), patient and SubmissionSet."""
-    peer_host = request.peer.rsplit(":", 1)[0]
-    reply_to = request.addressing.reply_to
-    source = Participant(user_id=reply_to.address if reply_to is not None else peer_host, is_requestor=True,
-                         role=_SOURCE_ROLE, network_access_point=peer_host)
-    destination = Participant(user_id=request.addressing.to or request.endpoint, is_requestor=False,
-                              role=_DESTINATION_ROLE, alternative_user_id=process_id)
-    return AuditRecord(event_id=_IMPORT, action="U", outcome=outcome, event_types=(kind.event_type,),
-                       outcome_description=description, participants=(source, destination),
-                       objects=_submission_objects(submission), transaction=kind.transaction)
-
-
-def _submission_objects(submission: Submission | None) -> tuple[ParticipantObject, ...]:
-    submission_set = submission.submission_set if submission is not None else None
-    if submission_set is None:
-        return ()
-    objects = []
-    if submission_set.patient_id:
-        objects.append(ParticipantObject(object_id=submission_set.patient_id, type_code=1, type_code_role=1,
-                                         id_type=_PATIENT_NUMBER))
-    if submission_set.unique_id:
-        objects.append(ParticipantObject(object_id=submission_set.unique_id, type_code=2, type_code_role=20,
-                                         id_type=_SUBMISSION_SET_ID))
-    return tuple(objects)
+    return AuditRecord(event_id=IMPORT, action="U", outcome=outcome, event_types=(kind.event_type,),
+                       outcome_description=description,
+                       participants=(soap_peer_source(request), endpoint_destination(request, process_id)),
+                       objects=submission_objects(submission), transaction=kind.transaction)

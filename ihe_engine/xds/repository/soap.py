@@ -21,6 +21,7 @@ from ...soap.mtom import OutgoingAttachment, new_content_id, xop_include
 from .. import constants as c
 from ..ebrim import parse_submission
 from ..errors import RegistryResponse, XdsError, registry_response, registry_response_element
+from ..soap_common import DESTINATION_ROLE, IMPORT, SOURCE_ROLE, submission_objects
 from .actor import DocumentRepository, DocumentRequest, ProvideResult, RetrieveResult, parse_document_requests
 
 __all__ = [
@@ -42,12 +43,8 @@ _RETRIEVE = qn(XDS, "RetrieveDocumentSetRequest")
 _REMOVE = (qn(RMD, "RemoveDocumentsRequest"), qn(RMD, "RemoveDocumentSetRequest"))  # the example's spelling
 
 # Audit codes (IHE-CONFORMANCE.md D).
-_IMPORT, _EXPORT, _PATIENT_RECORD = ("110107", "DCM", "Import"), ("110106", "DCM", "Export"), \
-    ("110110", "DCM", "Patient Record")
-_SOURCE_ROLE, _DESTINATION_ROLE = ("110153", "DCM", "Source Role ID"), ("110152", "DCM", "Destination Role ID")
-_PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
+_EXPORT, _PATIENT_RECORD = ("110106", "DCM", "Export"), ("110110", "DCM", "Patient Record")
 _REPORT_NUMBER = ("9", "RFC-3881", "Report Number")
-_SUBMISSION_SET_CLASS = (c.SS_CLASSIFICATION_NODE, "IHE XDS Metadata", "submission set classificationNode")
 _ITI41 = ("ITI-41", "IHE Transactions", "Provide and Register Document Set-b")
 _ITI42 = ("ITI-42", "IHE Transactions", "Register Document Set-b")
 _ITI43 = ("ITI-43", "IHE Transactions", "Retrieve Document Set")
@@ -161,44 +158,30 @@ def _description(response: RegistryResponse) -> str | None:
 def _requestor(request: SoapRequest) -> Participant:
     reply_to = request.addressing.reply_to
     user = getattr(reply_to, "address", None) or request.peer
-    return Participant(user_id=user, is_requestor=True, role=_SOURCE_ROLE,
+    return Participant(user_id=user, is_requestor=True, role=SOURCE_ROLE,
                        network_access_point=request.peer.rsplit(":", 1)[0])
 
 
-def _this_endpoint(request: SoapRequest, *, requestor: bool = False, role=_DESTINATION_ROLE) -> Participant:
+def _this_endpoint(request: SoapRequest, *, requestor: bool = False, role=DESTINATION_ROLE) -> Participant:
     return Participant(user_id=request.addressing.to or request.endpoint, is_requestor=requestor, role=role,
                        alternative_user_id=str(os.getpid()))
-
-
-def _submission_objects(result: ProvideResult) -> tuple[ParticipantObject, ...]:
-    submission = result.submission
-    if submission is None or submission.submission_set is None:
-        return ()
-    objects = []
-    if submission.submission_set.patient_id:
-        objects.append(ParticipantObject(object_id=submission.submission_set.patient_id, type_code=1,
-                                         type_code_role=1, id_type=_PATIENT_NUMBER))
-    if submission.submission_set.unique_id:
-        objects.append(ParticipantObject(object_id=submission.submission_set.unique_id, type_code=2,
-                                         type_code_role=20, id_type=_SUBMISSION_SET_CLASS))
-    return tuple(objects)
 
 
 def _audit_provide(runtime: Any, request: SoapRequest, result: ProvideResult) -> None:
     """ITI-41 Import (C) as the receiving repository; ITI-42 Export (R) when it sent ITI-42 to a remote registry
     (a grouped registry exchanges no ITI-42 message, and audits nothing for it either)."""
-    objects = _submission_objects(result)
+    objects = submission_objects(result.submission)
     outcome, description = _outcome(result.response), _description(result.response)
     runtime.audit.emit(AuditRecord(
-        event_id=_IMPORT, action="C", outcome=outcome, event_types=(_ITI41,), outcome_description=description,
+        event_id=IMPORT, action="C", outcome=outcome, event_types=(_ITI41,), outcome_description=description,
         participants=(_requestor(request), _this_endpoint(request)), objects=objects, transaction="ITI-41"))
     if result.submission is None or not objects or not _sent_iti42(result):
         return  # nothing sent: refused before registering, or the grouped registry (no ITI-42 message)
     runtime.audit.emit(AuditRecord(
         event_id=_EXPORT, action="R", outcome=outcome, event_types=(_ITI42,), outcome_description=description,
-        participants=(_this_endpoint(request, requestor=True, role=_SOURCE_ROLE),
+        participants=(_this_endpoint(request, requestor=True, role=SOURCE_ROLE),
                       Participant(user_id=result.registry_destination or "registry", is_requestor=False,
-                                  role=_DESTINATION_ROLE)),
+                                  role=DESTINATION_ROLE)),
         objects=objects, transaction="ITI-42"))
 
 
@@ -219,13 +202,13 @@ def _audit_retrieve(runtime: Any, request: SoapRequest, result: RetrieveResult) 
     runtime.audit.emit(AuditRecord(
         event_id=_EXPORT, action="R", outcome=_outcome(result.response), event_types=(_ITI43,),
         outcome_description=_description(result.response),
-        participants=(_this_endpoint(request, role=_SOURCE_ROLE), _requestor_as_destination(request)),
+        participants=(_this_endpoint(request, role=SOURCE_ROLE), _requestor_as_destination(request)),
         objects=tuple(_document_object(document.request) for document in result.documents), transaction="ITI-43"))
 
 
 def _requestor_as_destination(request: SoapRequest) -> Participant:
     requestor = _requestor(request)
-    return Participant(user_id=requestor.user_id, is_requestor=True, role=_DESTINATION_ROLE,
+    return Participant(user_id=requestor.user_id, is_requestor=True, role=DESTINATION_ROLE,
                        network_access_point=requestor.network_access_point)
 
 

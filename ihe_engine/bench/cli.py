@@ -1,7 +1,8 @@
-"""``ihe-engine bench {mllp,soap,mtom,all}``: throughput, p50/p99 latency, and server memory.
+"""``ihe-engine bench {mllp,soap,mtom,all,xds}``: throughput, p50/p99 latency, and server memory.
 
 Each benchmark starts its own benchmark server process (:mod:`ihe_engine.bench.server`) on loopback, drives it
 with a lean closed-loop client in this process, and prints a table (``--json FILE`` also writes the rows).
+``xds`` (:mod:`ihe_engine.bench.xds`) populates a store and measures the real XDS.b endpoints of ``serve``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Iterator
 from .loadgen import http_answer_end, mllp_answer_end, run_closed_loop
 from .stats import Summary, machine_description, reset_peak_rss, rss_kib, summarize
 
-__all__ = ["main"]
+__all__ = ["main", "print_table", "soap_envelope"]
 
 MIB = 1024 * 1024
 
@@ -180,7 +181,7 @@ def bench_mtom(server: BenchServer, size_mib: int, repeat: int) -> Summary:
                      server_peak_added_mib=round(added, 1))
 
 
-def _table(rows: list[dict]) -> None:
+def print_table(rows: list[dict]) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
@@ -213,11 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     mtom.add_argument("--sizes", type=int, nargs="+", default=[1, 50], metavar="MIB")
     mtom.add_argument("--repeat", type=int, default=5)
     commands.add_parser("all", help="every benchmark above with its defaults")
+    xds = commands.add_parser("xds", help="XDS.b: populate a store, then measure serve (see `bench xds --help`)",
+                              add_help=False)
+    xds.add_argument("xds_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.what == "xds":
+        return _xds(args, unknown)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     rows: list[dict] = []
     with bench_server(args.db_url) as server:
         if args.what in ("mllp", "all"):
@@ -230,7 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("mtom", "all"):
             for size in getattr(args, "sizes", [1, 50]):
                 rows.append(bench_mtom(server, size, getattr(args, "repeat", 5)).as_row())
-    _table(rows)
+    print_table(rows)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_description(), "rows": rows}, indent=2))
     return 0
+
+
+def _xds(args: argparse.Namespace, unknown: list[str]) -> int:
+    """``bench [--db-url U] [--json F] xds ...``: the global options apply unless given after ``xds``."""
+    from .xds import main as xds_main
+
+    extra = [*unknown, *args.xds_args] if unknown[:1] == ["--help"] or unknown[:1] == ["-h"] else \
+        [*args.xds_args, *unknown]
+    if extra and extra[0] in ("populate", "run"):
+        for flag, value in (("--db-url", args.db_url), ("--json", args.json)):
+            if value is not None and flag not in extra:
+                extra += [flag, str(value)]
+    return xds_main(extra)

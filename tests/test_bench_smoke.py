@@ -30,3 +30,25 @@ def test_mtom_benchmark_stores_the_upload(tmp_path):
     assert main(["--json", str(out), "mtom", "--sizes", "2", "--repeat", "1"]) == 0
     row = rows(out)["mtom-upload 2 MiB"]
     assert row["count"] == 1 and row["mib_per_second"] > 0
+
+
+def test_bench_options_before_the_benchmark_reach_the_harness(tmp_path):
+    from ihe_engine.cli import main as cli_main
+
+    out = tmp_path / "opts.json"
+    assert cli_main(["bench", "--json", str(out), "soap", "--requests", "20", "--connections", "1"]) == 0
+    assert rows(out)["soap-echo x1"]["count"] == 20
+
+
+def test_xds_benchmark_runs_on_a_small_store(tmp_path):
+    """Populate a tiny store through the registry's insertion path, then measure every XDS benchmark once."""
+    from ihe_engine.bench.xds import main as xds_main
+
+    common = ["--data-dir", str(tmp_path / "var"), "--patients", "20"]
+    assert xds_main(["populate", *common, "--entries", "60", "--prototypes", "5", "--batch-entries", "20"]) == 0
+    out = tmp_path / "xds.json"
+    assert xds_main(["run", *common, "--json", str(out), "--connections", "1", "--query-connections", "1",
+                     "--registrations", "10", "--queries", "10", "--provides", "5", "--document-kib", "4",
+                     "--retrieve-mib", "1"]) == 0
+    result = json.loads(out.read_text())["rows"]
+    assert result and all(row.get("failed", 0) == 0 for row in result), result

@@ -7,7 +7,6 @@ so a reader sees in one file what the engine serves where.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from twisted.python.threadpool import ThreadPool

@@ -1,12 +1,11 @@
 """Settings come from defaults, then the TOML file, then flags; bad values stop the start with a clear message."""
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from ihe_engine.cli import build_parser, main
-from ihe_engine.config import Settings, settings_from_args
+from ihe_engine.config import settings_from_args
 from ihe_engine.errors import ConfigurationError
 
 

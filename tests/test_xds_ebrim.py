@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from ihe_engine import xmlsafe
-from ihe_engine.ns import LCM, QUERY, RIM, SOAP12, XDS, qn
+from ihe_engine.ns import LCM, QUERY, RIM, SOAP12, qn
 from ihe_engine.xds import constants as c
 from ihe_engine.xds.ebrim import assign_uuids, parse_submission, to_leaf_class, to_object_ref
 from ihe_engine.xds.errors import (XDS_REGISTRY_METADATA_ERROR, RegistryError, XdsError, registry_response,

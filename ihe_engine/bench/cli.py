@@ -24,7 +24,7 @@ from typing import Iterator
 from .loadgen import http_answer_end, mllp_answer_end, run_closed_loop
 from .stats import Summary, machine_description, reset_peak_rss, rss_kib, summarize
 
-__all__ = ["main", "print_table", "soap_envelope"]
+__all__ = ["main", "print_table", "soap_envelope", "launch", "BenchServer"]
 
 MIB = 1024 * 1024
 
@@ -46,30 +46,38 @@ class BenchServer:
 
 
 @contextmanager
+def launch(command: list[str], *, stderr=None, what: str = "benchmark server",  # type: ignore[no-untyped-def]
+           stop_timeout: float = 30.0) -> Iterator[BenchServer]:
+    """Start a server that prints ``listening NAME URL`` lines then ``ready``; stop it with SIGTERM."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    endpoints: dict[str, str] = {}
+    for line in process.stdout:  # type: ignore[union-attr]
+        if line.startswith("listening "):
+            _, name, url = line.split()
+            endpoints[name] = url
+        elif line.strip() == "ready":
+            break
+    else:
+        raise RuntimeError(f"{what} exited before it was ready")
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore
+    try:
+        yield BenchServer(process, endpoints)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
 def bench_server(db_url: str | None) -> Iterator[BenchServer]:
     with tempfile.TemporaryDirectory(prefix="ihe-bench-") as data_dir:
         command = [sys.executable, "-m", "ihe_engine.bench.server", "--data-dir", data_dir]
         if db_url:
             command += ["--db-url", db_url]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        endpoints: dict[str, str] = {}
-        for line in process.stdout:
-            if line.startswith("listening "):
-                _, name, url = line.split()
-                endpoints[name] = url
-            elif line.strip() == "ready":
-                break
-        else:
-            raise RuntimeError("benchmark server exited before it was ready")
-        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-        try:
-            yield BenchServer(process, endpoints)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        with launch(command) as server:
+            yield server
 
 
 def hl7_message(message_type: str, control_id: str) -> bytes:

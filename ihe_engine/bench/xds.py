@@ -19,10 +19,7 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -33,6 +30,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from ..ns import LCM, QUERY, RIM, XDS
+from .cli import BenchServer, launch
 from ..xds import constants as c
 
 __all__ = ["main", "build_parser", "CodePicker", "MetadataFactory", "PopulationPlan", "PlannedSubmission",
@@ -41,7 +39,9 @@ __all__ = ["main", "build_parser", "CodePicker", "MetadataFactory", "PopulationP
 DOMAIN = "1.3.6.1.4.1.21367.13.20.1000"
 """The NIST test kit's affinity domain: patients are ``BENCH<n>^^^&DOMAIN&ISO``."""
 REPOSITORY_ID = "1.3.6.1.4.1.21367.13.40.216"
-CODES_XML = Path("/work/shared/corpus/nist-iheos-toolkit2/environment/default/codes.xml")
+CODES_XML = (Path(os.environ.get("IHE_CORPUS_DIR", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
+             / "nist-iheos-toolkit2" / "environment" / "default" / "codes.xml")
+"""The NIST kit's codes, read in place beside the checkout when present (else a built-in code set is used)."""
 _XOP = "http://www.w3.org/2004/08/xop/include"
 _EPOCH = datetime(2014, 1, 1, tzinfo=timezone.utc)
 _SPAN_SECONDS = int(timedelta(days=365 * 12).total_seconds())
@@ -655,22 +655,8 @@ _SUCCESS = b"ResponseStatusType:Success"
 _STATUS_APPROVED = c.STATUS_APPROVED
 
 
-class Engine:
-    """A real ``ihe-engine serve`` on the populated store (one worker), with its endpoints and pid."""
-
-    def __init__(self, process: subprocess.Popen, endpoints: dict[str, str]) -> None:
-        self.process = process
-        self.endpoints = endpoints
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def address(self, name: str) -> tuple[str, int, str]:
-        rest = self.endpoints[name].split("://", 1)[1]
-        hostport, _, path = rest.partition("/")
-        host, port = hostport.rsplit(":", 1)
-        return host, int(port), "/" + path
+Engine = BenchServer
+"""A real ``ihe-engine serve`` on the populated store (one worker), with its endpoints and pid."""
 
 
 def serve_command(data_dir: Path, db_url: str | None, codes: Path | None) -> list[str]:
@@ -689,26 +675,9 @@ def running_engine(data_dir: Path, db_url: str | None, codes: Path | None) -> It
     """Start ``serve`` (its log, audit lines included, goes to DATA_DIR/bench-serve.log), stop it with SIGTERM."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "bench-serve.log", "ab") as log:
-        process = subprocess.Popen(serve_command(data_dir, db_url, codes), stdout=subprocess.PIPE, stderr=log,
-                                   text=True)
-        endpoints: dict[str, str] = {}
-        for line in process.stdout:  # type: ignore[union-attr]
-            if line.startswith("listening "):
-                _, name, url = line.split()
-                endpoints[name] = url
-            elif line.strip() == "ready":
-                break
-        else:
-            raise RuntimeError(f"serve exited before it was ready (see {data_dir / 'bench-serve.log'})")
-        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore
-        try:
-            yield Engine(process, endpoints)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        with launch(serve_command(data_dir, db_url, codes), stderr=log, stop_timeout=60.0,
+                    what=f"serve (see {data_dir / 'bench-serve.log'})") as engine:
+            yield engine
 
 
 def _post(host: str, port: int, path: str, body: bytes, content_type: str) -> bytes:

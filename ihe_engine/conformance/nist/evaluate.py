@@ -14,6 +14,7 @@ from lxml import etree
 
 from ...ns import RIM, RS, SOAP12, qn
 from .testplan import AssertSpec, ContentCheck, DocumentEntryRule, ReportSpec, UseIdSpec
+from ...xds import constants as c
 
 __all__ = [
     "RegistryError",
@@ -32,20 +33,13 @@ __all__ = [
 
 _STATUS_PREFIX = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
 _IHE_STATUS_PREFIX = "urn:ihe:iti:2007:ResponseStatusType:"
-_SS_NODE = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
-_FOLDER_NODE = "urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2"
-_SS_IDENTIFIERS = frozenset({"urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8",
-                             "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446",
-                             "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"})
-_FOLDER_IDENTIFIERS = frozenset({"urn:uuid:75df8f67-9973-4fbe-a900-df66cefecc5a",
-                                 "urn:uuid:f64ffdf0-4b97-4e06-b79f-a52b38ec2f8a"})
-_STABLE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
-_ON_DEMAND = "urn:uuid:34268e47-fdf5-41a6-ba33-82133c465248"
-HAS_MEMBER = "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"
-RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"
-APND = "urn:ihe:iti:2007:AssociationType:APND"
-XFRM_RPLC = "urn:ihe:iti:2007:AssociationType:XFRM_RPLC"
-IS_SNAPSHOT_OF = "urn:ihe:iti:2010:AssociationType:IsSnapshotOf"
+_SS_NODE = c.SS_CLASSIFICATION_NODE
+_FOLDER_NODE = c.FOLDER_CLASSIFICATION_NODE
+_SS_IDENTIFIERS = frozenset({c.SS_UNIQUE_ID, c.SS_PATIENT_ID, c.SS_SOURCE_ID})
+_FOLDER_IDENTIFIERS = frozenset({c.FOLDER_UNIQUE_ID, c.FOLDER_PATIENT_ID})
+_STABLE = c.DE_STABLE
+_ON_DEMAND = c.DE_ON_DEMAND
+HAS_MEMBER, RPLC, APND, XFRM_RPLC, IS_SNAPSHOT_OF = c.HAS_MEMBER, c.RPLC, c.APND, c.XFRM_RPLC, c.IS_SNAPSHOT_OF
 
 
 # --------------------------------------------------------------------------- status and errors

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Mapping
 from lxml import etree
 
 from ...ns import XDS
+from ...xds import constants as c
 
 __all__ = [
     "DE_PATIENT_ID", "DE_UNIQUE_ID", "FOLDER_PATIENT_ID", "FOLDER_UNIQUE_ID", "SS_PATIENT_ID", "SS_SOURCE_ID",
@@ -31,13 +32,9 @@ __all__ = [
     "overwrite_patient_ids", "placeholders_in", "prepare_metadata", "substitute",
 ]
 
-DE_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
-SS_PATIENT_ID = "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"
-FOLDER_PATIENT_ID = "urn:uuid:f64ffdf0-4b97-4e06-b79f-a52b38ec2f8a"
-DE_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
-SS_UNIQUE_ID = "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
-FOLDER_UNIQUE_ID = "urn:uuid:75df8f67-9973-4fbe-a900-df66cefecc5a"
-SS_SOURCE_ID = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"
+DE_PATIENT_ID, SS_PATIENT_ID, FOLDER_PATIENT_ID = c.DE_PATIENT_ID, c.SS_PATIENT_ID, c.FOLDER_PATIENT_ID
+DE_UNIQUE_ID, SS_UNIQUE_ID, FOLDER_UNIQUE_ID = c.DE_UNIQUE_ID, c.SS_UNIQUE_ID, c.FOLDER_UNIQUE_ID
+SS_SOURCE_ID = c.SS_SOURCE_ID
 
 _PATIENT_ID_SCHEMES = frozenset({DE_PATIENT_ID, SS_PATIENT_ID, FOLDER_PATIENT_ID})
 _UNIQUE_ID_SCHEMES = frozenset({DE_UNIQUE_ID, SS_UNIQUE_ID, FOLDER_UNIQUE_ID})

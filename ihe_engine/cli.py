@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .conformance.cli import add_conformance_command
 
     add_conformance_command(commands)
+
+    from .france.cli import add_ins_command
+
+    add_ins_command(commands)
     return parser
 
 

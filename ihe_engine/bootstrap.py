@@ -20,7 +20,7 @@ from .storage import Database
 from .storage.blobstore import BlobStore
 from .resources import data_dir
 
-__all__ = ["xds_operations", "blocking_threads", "build_runtime", "purge_expired", "start_housekeeping", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
+__all__ = ["xds_operations", "hl7v3_operations", "blocking_threads", "build_runtime", "purge_expired", "start_housekeeping", "hl7_routes", "soap_endpoints", "start_listeners", "WSDL_DIR"]
 
 log = logging.getLogger("ihe_engine.bootstrap")
 WSDL_DIR = data_dir("schemas/wsdl")
@@ -40,15 +40,21 @@ def build_runtime(settings: Settings, reactor: Any) -> Runtime:
     reactor.addSystemEventTrigger("during", "shutdown", threadpool.stop)
     plugins = create_plugin_manager()
     plugins.register(LogAuditSink(), name="log-audit-sink")
-    return Runtime(settings=settings, db=db, audit=AuditHook(plugins), blobs=BlobStore(settings.blob_dir),
-                   reactor=reactor, threadpool=threadpool)
+    runtime = Runtime(settings=settings, db=db, audit=AuditHook(plugins), blobs=BlobStore(settings.blob_dir),
+                      reactor=reactor, threadpool=threadpool)
+    from .audit import emission
+
+    emission.install(runtime)  # emit() -> durable outbox -> local ARR and/or remote repositories ([audit])
+    return runtime
 
 
 def hl7_routes(runtime: Runtime) -> list:
     """HL7 v2 message types the MLLP listener serves (the PIX/PDQ and LTW issues add theirs)."""
     from .identity.iti8 import hl7_routes as iti8_routes
+    from .identity.iti9 import hl7_routes as iti9_routes
+    from .identity.iti21 import hl7_routes as iti21_routes
 
-    return [*iti8_routes(runtime)]
+    return [*iti8_routes(runtime), *iti9_routes(runtime), *iti21_routes(runtime)]
 
 
 def _wsdl(name: str) -> bytes | None:
@@ -66,13 +72,23 @@ def soap_endpoints(runtime: Runtime) -> dict:
         "xds/registry": SoapEndpoint("xds-registry", runtime, wsdl=_wsdl("xds-registry.wsdl"), **common),
         "xds/repository": SoapEndpoint("xds-repository", runtime, wsdl=_wsdl("xds-repository.wsdl"),
                                        **common),
-        "pix": SoapEndpoint("pix", runtime, wsdl=None, **common),
-        "pdq": SoapEndpoint("pdq", runtime, wsdl=None, **common),
+        "pix": SoapEndpoint("pix", runtime, wsdl=_wsdl("pix-manager.wsdl"), **common),
+        "pdq": SoapEndpoint("pdq", runtime, wsdl=_wsdl("pdq-supplier.wsdl"), **common),
     }
-    for path, operations in xds_operations(runtime).items():
+    for path, operations in [*xds_operations(runtime).items(), *hl7v3_operations(runtime).items()]:
         for operation in operations:
             endpoints[path].register(operation)
+    from .xua.soap import install as install_xua
+
+    install_xua(runtime, endpoints)  # XUA (ITI-40) per endpoint, from [xua.endpoints]
     return endpoints
+
+
+def hl7v3_operations(runtime: Runtime) -> dict[str, list]:
+    """PIX Manager (ITI-44, ITI-45) and PDQ Supplier (ITI-47) over HL7 v3, on the identity store."""
+    from .identity.hl7v3 import pdq_operations, pix_operations
+
+    return {"pix": pix_operations(runtime), "pdq": pdq_operations(runtime)}
 
 
 def xds_operations(runtime: Runtime) -> dict[str, list]:
@@ -98,15 +114,6 @@ def xds_operations(runtime: Runtime) -> dict[str, list]:
             "xds/repository": repository_operations(runtime, repository)}
 
 
-def _on_syslog_message(message: Any, peer: str) -> None:
-    log.info("syslog message from %s: app=%s msgid=%s %d bytes", peer, message.app_name, message.msgid,
-             len(message.msg))
-
-
-def _on_syslog_invalid(raw: bytes, peer: str, error: Exception) -> None:
-    log.warning("invalid syslog message from %s (%d bytes): %s", peer, len(raw), error)
-
-
 def start_listeners(runtime: Runtime, sockets: list) -> list:
     """Adopt each bound socket into the reactor with its protocol factory, TLS-wrapped when configured."""
     from .hl7v2.dispatch import Hl7Dispatcher
@@ -114,25 +121,40 @@ def start_listeners(runtime: Runtime, sockets: list) -> list:
     from .transport.syslog_twisted import SyslogDatagramProtocol, SyslogStreamFactory
     from .web.request import BoundedSite
     from .web.site import build_root
+    from .audit import emission
+    from .audit.receiver import IngestBatcher
 
     settings, reactor = runtime.settings, runtime.reactor
     secure = _tls_wrapper(runtime)
+    audit_ingest = IngestBatcher(runtime)  # the ARR: every received message stored, invalid ones flagged
+    on_audit, on_audit_invalid = audit_ingest.callbacks("tls" if settings.tls_enabled else "tcp")
+    on_udp_audit, on_udp_audit_invalid = audit_ingest.callbacks("udp")
     factories = {
         "http": BoundedSite(build_root(runtime, soap_endpoints(runtime)), max_body=settings.max_soap_body,
                             spool_dir=settings.spool_dir, timeout=settings.http_idle_timeout),
         "mllp": MLLPServerFactory(Hl7Dispatcher(runtime, hl7_routes(runtime)),
                                   max_message_size=settings.max_mllp_message, idle_timeout=settings.mllp_idle_timeout),
-        "audit-tcp": SyslogStreamFactory(_on_syslog_message, on_invalid=_on_syslog_invalid,
+        "audit-tcp": SyslogStreamFactory(on_audit, on_invalid=on_audit_invalid,
                                          listener_name="audit-tls" if settings.tls_enabled else "audit-tcp"),
     }
     start_housekeeping(runtime)
+    from .xua.soap import start_housekeeping as start_xua_housekeeping
+
+    start_xua_housekeeping(runtime)  # expired assertion ids leave the replay cache
+    from .identity.hl7v3.iti46 import start_sender as start_iti46_sender
+
+    start_iti46_sender(runtime)
+    emission.start(runtime)  # local ARR delivery and remote syslog senders for the audit outbox
+    from .identity.iti10 import start_pix_update_sender
+
+    start_pix_update_sender(runtime)  # ITI-10: drains the PIX update notification queues, when consumers are set
     ports = []
     for bound in sockets:
         if bound.kind == "stream":
             factory = secure(factories[bound.name], bound.name)
             ports.append(reactor.adoptStreamPort(bound.sock.fileno(), bound.family, factory))
         else:
-            protocol = SyslogDatagramProtocol(_on_syslog_message, on_invalid=_on_syslog_invalid,
+            protocol = SyslogDatagramProtocol(on_udp_audit, on_invalid=on_udp_audit_invalid,
                                               listener_name=bound.name)
             ports.append(reactor.adoptDatagramPort(bound.sock.fileno(), bound.family, protocol,
                                                    maxPacketSize=65535))

@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .france.cli import add_ins_command
 
     add_ins_command(commands)
+
+    from .audit.cli import add_audit_command
+
+    add_audit_command(commands)
+
+    from .identity.cli import add_identity_command
+
+    add_identity_command(commands)
     return parser
 
 

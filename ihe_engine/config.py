@@ -45,6 +45,7 @@ class Settings:
     mllp_idle_timeout: float = 300.0
     http_idle_timeout: float = 120.0
     hl7_exchange_retention_days: float = 30.0
+    hl7_batch_size: int = 64
     log_format: str = "text"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -53,6 +54,8 @@ class Settings:
             raise ConfigurationError(f"db_threads must be at least 1, not {self.db_threads}")
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, not {self.workers}")
+        if self.hl7_batch_size < 1:
+            raise ConfigurationError(f"hl7_batch_size must be at least 1, not {self.hl7_batch_size}")
         for name in ("http_port", "mllp_port", "audit_tcp_port", "audit_udp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -150,6 +153,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-threads", type=int,
                         help="threads for blocking storage work per worker (default 2 on SQLite, 16 on PostgreSQL)")
     parser.add_argument("--log-format", choices=("text", "json"), help="log line format (default text)")
+    parser.add_argument("--hl7-batch-size", type=int,
+                        help="HL7 v2 messages committed together at most (group commit; default 64)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -199,3 +199,37 @@ def test_identifier_uniqueness_is_enforced_by_the_database(database):
 ])
 def test_search_key(name, key):
     assert search_key(name) == key
+
+
+# -- what cross-referencing needs from the store ------------------------------------------------------------------
+
+def test_lookup_finds_known_identifiers_and_people_born_that_day(database):
+    born = feed(database, cx("B1"), cx("B2", OTHER), family_name="MARTIN", birth_date="19610215")
+    feed(database, cx("C1"), family_name="MARTIN", birth_date="19610216")
+    merged = feed(database, cx("M1"), family_name="MARTIN", birth_date="19610215")
+    merge(database, cx("B1"), cx("M1"))
+
+    def look(store):
+        found = store.lookup([cx("B1"), cx("NEW")], near_birth_date="19610215", near_initials=["MARTINEZ"])
+        return ({key: (row.value, patient.id) for key, (row, patient) in found.known.items()},
+                {patient_id: sorted(row.value for row in rows) for patient_id, (_, rows) in found.near.items()})
+
+    known, near = read(database, look)
+    assert known == {cx("B1").key: ("B1", born.patient_id)}
+    assert near == {born.patient_id: ["B1", "B2"]}  # the merged record and the next day's patient are no candidates
+    assert merged.patient_id not in near
+    assert read(database, lambda store: store.lookup([cx("B1")]).near) == {}
+    assert read(database, lambda store: store.lookup([], near_birth_date="19610215", near_initials=["D"]).near) == {}
+
+
+def test_link_to_attaches_new_identifiers_to_the_chosen_patient(database):
+    first = feed(database, cx("L1"), family_name="UN")
+    with UnitOfWork(database.sessions) as uow:
+        result = IdentityStore(uow.session).create_or_update(
+            [cx("L2", OTHER)], Demographics(family_name="DEUX"), FeedEvent(kind="A01"), link_to=first.patient_id)
+        IdentityStore(uow.session).record_event(FeedEvent(kind="link"), first.patient_id, details={"why": "test"})
+        uow.commit()
+    assert (result.patient_id, result.created) == (first.patient_id, False)
+    assert traits(database, first.patient_id, "family_name") == ("DEUX",)  # the last accepted feed wins
+    assert read(database, lambda store: [event.kind for event in store.history(first.patient_id)]) == \
+        ["A01", "A01", "link"]

@@ -11,6 +11,7 @@ from twisted.python.threadpool import ThreadPool
 
 from ihe_engine.audit import AuditHook
 from ihe_engine.config import Settings
+from ihe_engine.errors import ConfigurationError
 from ihe_engine.hl7v2.dispatch import Hl7Context, Hl7Dispatcher
 from ihe_engine.hl7v2.message import parse
 from ihe_engine.identity.cx import CX
@@ -369,3 +370,142 @@ def test_loopback_nist_a01_with_python_hl7_client(dispatcher, runtime, reactor_t
     assert (str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])) == ("AA", "LOOP-1")
     assert str(ack.segment("MSH")[12]) == "2.3.1"
     assert known(runtime, NIST_PID3)
+
+
+# -- versions, national rules, configuration ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("version", "accepted"), [
+    ("2.3.1", True), ("2.5", True), ("2.5.1", True), ("2.5^FRA^2.11", True), ("2.2", False), ("2.6", False),
+    ("3.0", False), ("2.x", False)])
+def test_versions(dispatcher, runtime, version, accepted):
+    answer = handle(dispatcher, adt("A01", f"V-{version}", pid3("VER"), version=version))
+    if accepted:
+        assert msa(answer)[0] == "AA"
+    else:
+        assert msa(answer)[0] == "AE" and err(answer) == ("MSH^1^12", "203")
+        assert state(runtime) == ([], [], 0)
+
+
+def runtime_with(runtime, **extra) -> Runtime:
+    return Runtime(settings=Settings(data_dir=runtime.settings.data_dir, extra=extra), db=runtime.db,
+                   audit=runtime.audit, blobs=runtime.blobs, reactor=runtime.reactor, threadpool=runtime.threadpool)
+
+
+def errs(answer: bytes) -> list[tuple[str, str, str]]:
+    return [(str(segment[2]), str(segment[3][0][0]), str(segment[4]))
+            for segment in hl7.parse(answer.decode()).segments("ERR")]
+
+
+def test_french_rules_warn_in_the_aa_and_drop_an_unqualified_ins(runtime, corpus_dir):
+    french = runtime_with(runtime, identity_rules="france")
+    dispatcher = Hl7Dispatcher(french, hl7_routes(french))
+    answer = handle(dispatcher, corpus_message(corpus_dir, PAM_FR_ADMISSION))
+    assert msa(answer) == ("AA", "3975")
+    assert ("PID^1^3^2", "103", "W") in errs(answer)  # an INS-NIR test OID: refused only in production
+    assert ("PID^1^32", "207", "W") in errs(answer)  # VALI is not qualified: the INS is not used
+    ipp = "000003^^^CHU-X&000897406&N^PI"
+    assert resolve(french, ipp).state is IdentifierState.ACTIVE
+    assert resolve(french, "279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS") is None
+
+
+def test_french_rules_in_production_refuse_a_test_ins(runtime, corpus_dir):
+    production = runtime_with(runtime, identity_rules="france", production=True)
+    answer = handle(Hl7Dispatcher(production, hl7_routes(production)), corpus_message(corpus_dir, PAM_FR_ADMISSION))
+    assert msa(answer) == ("AE", "3975")
+    assert errs(answer)[0] == ("PID^1^3^2", "103", "E")
+    assert state(runtime) == ([], [], 0)
+
+
+def test_qualified_ins_links_a_second_hospital(runtime):
+    french = runtime_with(runtime, identity_rules="france")
+    dispatcher = Hl7Dispatcher(french, hl7_routes(french))
+    ins = "161027575428992^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS"
+    qual = "|" * 21 + "QUAL"
+    assert msa(handle(dispatcher, adt("A01", "Q1", f"IPP1^^^&1.2.250.1.71.1.2.1&ISO^PI~{ins}", extra=qual)))[0] == "AA"
+    assert msa(handle(dispatcher, adt("A01", "Q2", f"IPP2^^^&1.2.250.1.71.1.2.2&ISO^PI~{ins}", extra=qual)))[0] == "AA"
+    assert resolve(french, "IPP1^^^&1.2.250.1.71.1.2.1&ISO").patient_id == \
+        resolve(french, "IPP2^^^&1.2.250.1.71.1.2.2&ISO").patient_id
+
+
+def test_accepted_authorities_from_the_config_file(runtime, tmp_path):
+    from ihe_engine.config import load_config_file
+
+    config = tmp_path / "engine.toml"
+    config.write_text(f'accepted_authorities = ["{NIST_DOMAIN}"]\n')
+    configured = runtime_with(runtime, **load_config_file(config)["extra"])
+    dispatcher = Hl7Dispatcher(configured, hl7_routes(configured))
+    assert msa(handle(dispatcher, adt("A01", "C1", pid3("IN"))))[0] == "AA"
+    assert err(handle(dispatcher, adt("A01", "C2", "X^^^OTHER"))) == ("PID^1^3^1^4", "204")
+    with pytest.raises(ConfigurationError):
+        hl7_routes(runtime_with(runtime, accepted_authorities=NIST_DOMAIN))
+
+
+# -- A24 link, A37 unlink, A47 change of identifier ----------------------------------------------------------------
+
+def two_pids(trigger: str, control_id: str, first: str, second: str, *, version: str = "2.5") -> bytes:
+    structure = {"A24": "ADT_A24", "A37": "ADT_A37"}[trigger]
+    return ("\r".join([
+        f"MSH|^~\\&|PAT_SRC|HOSP|ENGINE|SITE|20240101120000||ADT^{trigger}^{structure}|{control_id}|P|{version}",
+        f"EVN|{trigger}|20240101120000",
+        f"PID|1||{first}||ALPHA^ALAN^^^^^L||19380224|M", "PV1||O",
+        f"PID|2||{second}||ALPHA^ALAN^^^^^L||19380224|M", "PV1||O"]) + "\r").encode()
+
+
+OTHER_DOMAIN = "1.2.250.1.71.1.2.9"
+
+
+def test_a24_links_and_a37_unlinks(dispatcher, runtime, sink):
+    handle(dispatcher, adt("A01", "K1", pid3("LEFT"), name="UN^A^^^^^L"))
+    handle(dispatcher, adt("A01", "K2", pid3("RIGHT", OTHER_DOMAIN), name="DEUX^B^^^^^L"))
+    sink.records.clear()
+    assert msa(handle(dispatcher, two_pids("A24", "K3", pid3("LEFT"), pid3("RIGHT", OTHER_DOMAIN)))) == ("AA", "K3")
+    assert resolve(runtime, pid3("RIGHT", OTHER_DOMAIN)).patient_id == resolve(runtime, pid3("LEFT")).patient_id
+    assert [(record.action, record.outcome) for record in sink.records] == [("U", 0), ("U", 0)]
+    assert msa(handle(dispatcher, two_pids("A37", "K4", pid3("LEFT"), pid3("RIGHT", OTHER_DOMAIN)))) == ("AA", "K4")
+    assert resolve(runtime, pid3("RIGHT", OTHER_DOMAIN)).patient_id != resolve(runtime, pid3("LEFT")).patient_id
+    assert patient_traits(runtime, pid3("RIGHT", OTHER_DOMAIN), "family_name") == ("ALPHA",)  # the A37's PID 2
+    before = state(runtime)
+    answer = handle(dispatcher, two_pids("A37", "K5", pid3("LEFT"), pid3("RIGHT", OTHER_DOMAIN)))
+    assert (msa(answer)[0], err(answer)) == ("AE", ("PID^2^3^1^1", "205"))  # no longer linked
+    answer = handle(dispatcher, two_pids("A24", "K6", pid3("LEFT"), pid3("NOBODY", OTHER_DOMAIN)))
+    assert (msa(answer)[0], err(answer)) == ("AE", ("PID^2^3^1^1", "204"))
+    answer = handle(dispatcher, two_pids("A24", "K7", pid3("LEFT"), "NO-AUTHORITY"))
+    assert (msa(answer)[0], err(answer)) == ("AE", ("PID^2^3^1^4", "101"))
+    answer = handle(dispatcher, adt("A24", "K8", pid3("LEFT")).replace(b"ADT_A01", b"ADT_A24"))
+    assert (msa(answer)[0], err(answer)) == ("AE", ("PID^2", "100"))
+    assert state(runtime) == before
+
+
+def test_a47_changes_an_identifier(dispatcher, runtime):
+    handle(dispatcher, adt("A01", "C1", f"{pid3('OLD-ID')}~{pid3('R', OTHER_DOMAIN)}"))
+    change = adt("A47", "C2", pid3("NEW-ID"), mrg=pid3("OLD-ID")).replace(b"ADT_A39", b"ADT_A30")
+    assert msa(handle(dispatcher, change)) == ("AA", "C2")
+    assert resolve(runtime, pid3("NEW-ID")).patient_id == resolve(runtime, pid3("R", OTHER_DOMAIN)).patient_id
+    assert resolve(runtime, pid3("OLD-ID")).state is IdentifierState.INACTIVE
+    assert not known(runtime, pid3("OLD-ID")) and known(runtime, pid3("NEW-ID"))
+    before = state(runtime)
+    for control_id, pid_3, mrg, location, code in [
+            ("C3", pid3("OTHER"), pid3("OLD-ID"), "MRG^1^1^1^1", "204"),   # old already changed (inactive)
+            ("C4", pid3("R", OTHER_DOMAIN), pid3("NEW-ID"), "MRG^1^1^1^4", "103"),
+            ("C5", pid3("NEW-ID"), pid3("NEW-ID"), "MRG^1^1^1^1", "205")]:
+        answer = handle(dispatcher, adt("A47", control_id, pid_3, mrg=mrg))
+        assert (msa(answer)[0], err(answer)) == ("AE", (location, code)), control_id
+    assert state(runtime) == before
+
+
+def test_a08_adding_an_identifier_notifies_consumers_in_the_same_transaction(runtime):
+    configured = runtime_with(runtime, pix_consumers=[{"name": "dpi", "address": "127.0.0.1:9"}])
+    dispatcher = Hl7Dispatcher(configured, hl7_routes(configured))
+    handle(dispatcher, adt("A01", "N1", pid3("ONE")))
+    assert pending(runtime) == 0  # one id: no cross-reference yet
+    handle(dispatcher, adt("A08", "N2", f"{pid3('ONE')}~LOC-1^^^&{OTHER_DOMAIN}&ISO"))
+    assert pending(runtime) == 1
+    handle(dispatcher, adt("A08", "N3", f"{pid3('ONE')}~{pid3('TWO')}~LOC-1^^^&{OTHER_DOMAIN}&ISO"))
+    before = state(runtime)
+    handle(dispatcher, adt("A08", "N4", f"{pid3('ONE')}~X^^^&1.x&ISO"))  # refused: nothing enqueued either
+    assert (pending(runtime), state(runtime)) == (2, before)
+
+
+def pending(runtime) -> int:
+    with runtime.uow() as uow:
+        return uow.queue.pending_count("iti10:dpi")

@@ -58,6 +58,7 @@ class AuditRecord:
     objects: tuple[ParticipantObject, ...] = ()
     transaction: str | None = None
     when: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    purposes_of_use: tuple[Code, ...] = ()
 
     def __post_init__(self) -> None:
         if self.action not in ("C", "R", "U", "D", "E"):
@@ -71,6 +72,11 @@ class AuditHook:
 
     def __init__(self, plugin_manager: pluggy.PluginManager | None = None) -> None:
         self._pm = plugin_manager or create_plugin_manager()
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """Where sinks are registered (``register(sink, name=...)``) and found (``get_plugin(name)``)."""
+        return self._pm
 
     def emit(self, record: AuditRecord) -> None:
         try:

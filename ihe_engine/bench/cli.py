@@ -1,8 +1,9 @@
-"""``ihe-engine bench {mllp,soap,mtom,all,xds}``: throughput, p50/p99 latency, and server memory.
+"""``ihe-engine bench {mllp,soap,mtom,all,xds,iti8}``: throughput, p50/p99 latency, and server memory.
 
 Each benchmark starts its own benchmark server process (:mod:`ihe_engine.bench.server`) on loopback, drives it
 with a lean closed-loop client in this process, and prints a table (``--json FILE`` also writes the rows).
-``xds`` (:mod:`ihe_engine.bench.xds`) populates a store and measures the real XDS.b endpoints of ``serve``.
+``xds`` (:mod:`ihe_engine.bench.xds`) populates a store and measures the real XDS.b endpoints of ``serve``;
+``iti8`` (:mod:`ihe_engine.bench.iti8`) does the same for the ITI-8 feed over MLLP.
 """
 
 from __future__ import annotations
@@ -225,10 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     xds = commands.add_parser("xds", help="XDS.b: populate a store, then measure serve (see `bench xds --help`)",
                               add_help=False)
     xds.add_argument("xds_args", nargs=argparse.REMAINDER)
+    iti8 = commands.add_parser("iti8", help="ITI-8 feed throughput on 10k-1M patients (see `bench iti8 --help`)",
+                               add_help=False)
+    iti8.add_argument("iti8_args", nargs=argparse.REMAINDER)
+    pdq = commands.add_parser("pdq", help="PDQ by family name on 1M patients (see `bench pdq --help`)",
+                              add_help=False)
+    pdq.add_argument("pdq_args", nargs=argparse.REMAINDER)
+    audit = commands.add_parser("audit", help="ATNA ingest over TLS, audit search, emission cost "
+                                              "(see `bench audit --help`)", add_help=False)
+    audit.add_argument("audit_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = _command_of(argv)
+    if command in _DELEGATED:
+        return _delegate(argv, command)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.what == "xds":
@@ -251,6 +265,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_description(), "rows": rows}, indent=2))
     return 0
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The benchmark named on the command line: the first word that is not a global option or its value."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--db-url", "--json"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+_DELEGATED = {"iti8": "ihe_engine.bench.iti8", "pdq": "ihe_engine.bench.pdq", "audit": "ihe_engine.bench.audit"}
+
+
+def _delegate(argv: list[str], command: str) -> int:
+    """``bench [--db-url U] [--json F] NAME ...`` for the benchmarks with parsers of their own: the global options
+    apply unless given again after NAME (split by hand: argparse's REMAINDER drops an option that comes first)."""
+    import importlib
+
+    split = argv.index(command)
+    args = build_parser().parse_args([*argv[:split], command])
+    extra = argv[split + 1:]
+    inherited = [item for flag, value in (("--db-url", args.db_url), ("--json", args.json))
+                 if value is not None and flag not in extra for item in (flag, str(value))]
+    return importlib.import_module(_DELEGATED[command]).main([*inherited, *extra])
 
 
 def _xds(args: argparse.Namespace, unknown: list[str]) -> int:

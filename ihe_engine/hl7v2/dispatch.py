@@ -1,10 +1,19 @@
 """HL7 v2 dispatch: route by MSH-9, detect retransmissions, acknowledge only after commit.
 
-A blocking route runs in the thread pool inside one unit of work::
+A blocking route runs in the thread pool inside a unit of work::
 
     find (MSH-3, MSH-4, MSH-10) in hl7_exchange -> found: the stored answer, byte for byte, nothing else runs
     handler(message, uow, context)               -> reply bytes, or None for an AA ACK
     hl7_exchange.add(answer); commit             -> only now is the answer handed back to the protocol
+
+Group commit: messages that arrive while a batch is in its transaction wait (in arrival order, on the reactor
+thread) and make up the next batch, at most ``hl7_batch_size`` of them: one unit of work, each message in its own
+SAVEPOINT, one COMMIT, then every answer. A message whose handler fails is rolled back to its savepoint alone and
+its AE is recorded as usual; a failed COMMIT answers AE 207 to every message of the batch (nothing was
+committed). A batch of one takes the plain path, without a savepoint. One batch runs at a time on SQLite (one
+write lock: a second batch would only sleep in SQLite's busy handler), as many as the thread pool has threads on
+PostgreSQL. Under load a commit is shared by many messages, so its fixed cost (thread hop, BEGIN, COMMIT, session)
+is paid once per batch; with a single closed-loop sender every batch holds one message, as before.
 
 What is recorded: the answer to a handled message, including an AE for a business refusal (a
 ``TransactionError``), so a retransmission gets the same answer. Not recorded: an AE 207 (the handler crashed) or
@@ -27,6 +36,7 @@ import hashlib
 import logging
 import re
 import time
+from collections import deque
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -43,13 +53,15 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
     from ..storage import UnitOfWork
 
-__all__ = ["Hl7Route", "Hl7Context", "Hl7Dispatcher", "Handler", "UNROUTED"]
+__all__ = ["Hl7Route", "Hl7Context", "Hl7Dispatcher", "Handler", "UNROUTED", "DEFAULT_BATCH_SIZE"]
 
 log = logging.getLogger("ihe_engine.hl7v2")
 
 Handler = Callable[[Message, "UnitOfWork | None", "Hl7Context"], "bytes | None"]
 UNROUTED = "HL7v2-unrouted"
 """The transaction label metrics use for messages no route accepted."""
+DEFAULT_BATCH_SIZE = 64
+"""Messages committed together at most (``hl7_batch_size``)."""
 
 _MESSAGE_TYPE = re.compile(r"[A-Z0-9]{3}(\^[A-Z0-9]{3})?\Z")
 _NOT_RECORDED = frozenset({"206", "207"})
@@ -96,8 +108,16 @@ class Hl7Dispatcher:
     """``handle(raw, peer) -> Deferred[bytes]``: the answer to write, always an HL7 message, never a failure."""
 
     def __init__(self, runtime: "Runtime | None", routes: Iterable[Hl7Route], *,
-                 sending_application: str = "IHE_ENGINE", sending_facility: str = "IHE_ENGINE") -> None:
+                 sending_application: str = "IHE_ENGINE", sending_facility: str = "IHE_ENGINE",
+                 batch_size: int | None = None) -> None:
         self.runtime = runtime
+        settings = getattr(runtime, "settings", None)
+        self.batch_size = batch_size or getattr(settings, "hl7_batch_size", None) or DEFAULT_BATCH_SIZE
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+        self._max_running = _concurrent_batches(runtime)
+        self._waiting: deque[_Job] = deque()
+        self._running = 0
         self.sending_application = sending_application
         self.sending_facility = sending_facility
         self._exact: dict[str, Hl7Route] = {}
@@ -130,9 +150,38 @@ class Hl7Dispatcher:
         if not route.blocking or self.runtime is None:
             answer = self._handle_inline(message, route, context)
         else:
-            answer = self.runtime.run_blocking(self.handle_in_unit_of_work, message, route, context)
-            answer.addErrback(self._internal_error, message, route)
+            answer = self._enqueue(_Job(message, route, context))
         return answer.addCallback(_counted, route.transaction, started)
+
+    # -- group commit (reactor thread only: no lock guards these) -------------------------------------------------
+
+    def _enqueue(self, job: "_Job") -> "Deferred[bytes]":
+        self._waiting.append(job)
+        self._start_batches()
+        return job.answer
+
+    def _start_batches(self) -> None:
+        """Hand waiting messages to the thread pool, at most ``batch_size`` per unit of work, oldest first."""
+        assert self.runtime is not None
+        while self._waiting and self._running < self._max_running:
+            size = min(self.batch_size, len(self._waiting))
+            jobs = [self._waiting.popleft() for _ in range(size)]
+            self._running += 1
+            done = self.runtime.run_blocking(self.handle_batch, jobs)
+            done.addCallbacks(self._batch_answered, self._batch_failed, callbackArgs=(jobs,), errbackArgs=(jobs,))
+
+    def _batch_answered(self, answers: list[bytes], jobs: "list[_Job]") -> None:
+        self._running -= 1
+        self._start_batches()  # the next batch's work overlaps the writing of these answers
+        for job, answer in zip(jobs, answers):
+            job.answer.callback(answer)
+
+    def _batch_failed(self, failure: Failure, jobs: "list[_Job]") -> None:
+        """The unit of work itself failed (database down, commit refused): nothing was committed."""
+        self._running -= 1
+        self._start_batches()
+        for job in jobs:
+            job.answer.callback(self._internal_error(failure, job.message, job.route))
 
     # -- validation and routing ----------------------------------------------------------------------------------
 
@@ -193,40 +242,63 @@ class Hl7Dispatcher:
         return maybeDeferred(route.handler, message, None, context).addCallbacks(answer, refused)
 
     def handle_in_unit_of_work(self, message: Message, route: Hl7Route, context: Hl7Context) -> bytes:
-        """The blocking path (runs in a worker thread): retransmission check, handler, record, commit."""
+        """One message in its own unit of work (runs in a worker thread): retransmission check, handler, record,
+        commit."""
         assert self.runtime is not None
+        with self.runtime.uow() as uow:
+            answer = self._handle_one(uow, _Job(message, route, context), savepoint=False)
+            uow.commit()
+            return answer
+
+    def handle_batch(self, jobs: "list[_Job]") -> list[bytes]:
+        """Several messages in one unit of work, each in its own savepoint, one commit (runs in a worker thread).
+
+        A message whose handler fails is rolled back to its savepoint alone; the others stay. If the commit fails,
+        the exception propagates and every message of the batch is answered AE 207: nothing was committed.
+        """
+        assert self.runtime is not None
+        if len(jobs) == 1:
+            job = jobs[0]
+            return [self.handle_in_unit_of_work(job.message, job.route, job.context)]
+        with self.runtime.uow() as uow:
+            answers = [self._handle_one(uow, job, savepoint=True) for job in jobs]
+            uow.commit()
+            return answers
+
+    def _handle_one(self, uow: "UnitOfWork", job: "_Job", *, savepoint: bool) -> bytes:
+        """Retransmission check, handler, record; with ``savepoint`` a failure undoes this message's work only."""
+        message, route, context = job.message, job.route, job.context
         header = message.header
         key = (header.sending_application, header.sending_facility, header.control_id)
         digest = hashlib.sha256(message.raw).hexdigest()
-        with self.runtime.uow() as uow:
-            if route.record_exchange:
-                stored = uow.hl7_exchanges.find(*key)
-                if stored is not None:
-                    return self._retransmitted(stored, digest, key)
-            reply, recorded = self._run_handler(message, route, uow, context)
-            if not (route.record_exchange and recorded):
-                uow.commit()
-                return reply
-            uow.hl7_exchanges.add(sending_application=key[0], sending_facility=key[1], control_id=key[2],
-                                  message_type=message.msh[9][:40], message_sha256=digest, response=reply)
-            try:
-                uow.commit()
-            except IntegrityError:
-                uow.rollback()
-                stored = uow.hl7_exchanges.find(*key)
-                if stored is None:
-                    raise
-                log.info("message %s from %s^%s was answered by another worker meanwhile", key[2], key[0], key[1])
-                return stored.response
-            return reply
+        if route.record_exchange:
+            stored = uow.hl7_exchanges.find(*key)  # also sees what an earlier message of this batch recorded
+            if stored is not None:
+                return self._retransmitted(stored, digest, key)
+        work = _Work(uow, savepoint)
+        try:
+            reply, recorded = self._run_handler(message, route, uow, context, work)
+            if route.record_exchange and recorded:
+                uow.hl7_exchanges.add(sending_application=key[0], sending_facility=key[1], control_id=key[2],
+                                      message_type=message.msh[9][:40], message_sha256=digest, response=reply)
+            work.keep()
+        except IntegrityError:
+            work.undo()
+            stored = uow.hl7_exchanges.find(*key)
+            if stored is None:
+                raise
+            log.info("message %s from %s^%s was answered by another worker meanwhile", key[2], key[0], key[1])
+            return stored.response
+        return reply
 
-    def _run_handler(self, message: Message, route: Hl7Route, uow: "UnitOfWork", context: Hl7Context
-                     ) -> tuple[bytes, bool]:
-        """(answer, whether to record it); a failed handler's work is rolled back here."""
+    def _run_handler(self, message: Message, route: Hl7Route, uow: "UnitOfWork", context: Hl7Context,
+                     work: "_Work") -> tuple[bytes, bool]:
+        """(answer, whether to record it); a failed handler's work is undone here."""
         try:
             reply = route.handler(message, uow, context)
+            uow.session.flush()  # the handler's pending ORM changes fail here, as its own failure
         except Exception as exc:
-            uow.rollback()
+            work.undo_and_restart()
             answer = self._error_ack(exc, context, route)
             code = exc.code if isinstance(exc, TransactionError) else "207"
             return answer, code not in _NOT_RECORDED
@@ -252,12 +324,57 @@ class Hl7Dispatcher:
         return stored.response
 
     def _internal_error(self, failure: Failure, message: Message, route: Hl7Route) -> bytes:
-        """The unit of work itself failed (database down, commit refused): nothing was committed."""
+        """AE 207 for a message whose unit of work failed (database down, commit refused)."""
         log.error("%s failed before commit on message %s", route.transaction, message.header.control_id,
                   exc_info=(failure.type, failure.value, failure.getTracebackObject()))
         TRANSACTION_ERRORS.labels(route.transaction, "207").inc()
         return build_ack(message, "AE", errors=[Hl7Error(code="207", text="application internal error")],
                          sending_application=self.sending_application, sending_facility=self.sending_facility)
+
+
+@dataclass(slots=True)
+class _Job:
+    """One message waiting for (or in) a batch, with the Deferred its answer fires."""
+
+    message: Message
+    route: Hl7Route
+    context: Hl7Context
+    answer: "Deferred[bytes]" = field(default_factory=Deferred)
+
+
+class _Work:
+    """The current message's work: its savepoint inside a batch, else the unit of work's transaction itself."""
+
+    __slots__ = ("uow", "savepoint")
+
+    def __init__(self, uow: "UnitOfWork", savepoint: bool) -> None:
+        self.uow = uow
+        self.savepoint = uow.session.begin_nested() if savepoint else None
+
+    def keep(self) -> None:
+        if self.savepoint is not None:
+            self.savepoint.commit()
+
+    def undo(self) -> None:
+        if self.savepoint is not None:
+            self.savepoint.rollback()
+        else:
+            self.uow.rollback()
+
+    def undo_and_restart(self) -> None:
+        """Undo, then go on in a fresh savepoint (the answer to a refused message is still recorded)."""
+        self.undo()
+        if self.savepoint is not None:
+            self.savepoint = self.uow.session.begin_nested()
+
+
+def _concurrent_batches(runtime: "Runtime | None") -> int:
+    """How many batches may run at once: one on SQLite, whose single write lock would make a second batch sleep
+    in its busy handler; on PostgreSQL as many as the thread pool has threads."""
+    db, threadpool = getattr(runtime, "db", None), getattr(runtime, "threadpool", None)
+    if db is None or threadpool is None or db.is_sqlite:
+        return 1
+    return max(1, threadpool.max)
 
 
 def _counted(answer: bytes, transaction: str, started: float) -> bytes:

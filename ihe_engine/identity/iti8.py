@@ -1,8 +1,16 @@
-"""ITI-8 Patient Identity Feed (HL7 v2): ADT^A01/A04/A05/A08 create or update a patient, ADT^A40 merges.
+"""ITI-8 Patient Identity Feed (HL7 v2): A01/A04/A05/A08 create or update, A40 merges, A24/A37 link and
+unlink, A47 changes an identifier.
 
-Accepted forms: HL7 v2.3.1 (the profile's version), v2.5 and later 2.x, and PAM FR (MSH-12 ``2.5^FRA^2.11``).
-The whole message text is kept in the ``identity_event`` row, so ZBE/ZFA/ZFD/ZFP/ZFV/ZFM segments survive for
-the French rules to read later; nothing here interprets them.
+Accepted versions (MSH-12.1): 2.3.1 (the profile's), 2.5 and the ones between (2.3, 2.4, 2.5.1); PAM FR sends
+``2.5^FRA^2.11``. Any other is refused with AE 203 at ``MSH^1^12``. The whole message text is kept in the
+``identity_event`` row, so ZBE/ZFA/ZFD/ZFP/ZFV/ZFM segments survive for the French rules to read later; nothing
+here interprets them.
+
+Every identity goes through the national :class:`~ihe_engine.identity.rules.IdentityRules` (``identity_rules``
+in the config file): an error refuses the message (AE, ERR at the PID-3 repetition or ``PID^1^32``), warnings are
+returned in the AA as ERR segments of severity W. Who the record is (a new person, a person already known, a link)
+is decided by :mod:`ihe_engine.identity.linking`; every change of a person's cross-references enqueues the ITI-10
+notifications (:mod:`ihe_engine.identity.iti10`) in the same transaction.
 
 A01/A04/A05/A08
   Every PID-3 repetition is an identifier of the patient and is kept (PID-3.5 type included). PID-3.4 must name
@@ -33,13 +41,26 @@ A40 (MRG-1 subsumed into PID-3)
   Codes 206/207 are avoided on purpose: the dispatcher does not record those answers (they mean "try again"),
   whereas these refusals are final and a retransmission must get the same answer.
 
+A47 (change of identifier: MRG-1 old, the PID-3 id of the same authority new)
+  The old id becomes inactive, the new one joins the same person. Refused like A40 (103, 204), and with 205 at the
+  PID-3 repetition when the new id already designates a patient.
+
+A24 / A37 (two PID segments: the first record kept, the second linked in or split off)
+  A24 links the two persons (the second's identifiers join the first, recorded so it can be undone); A37 moves the
+  identifiers the link brought back out to a new person (the second PID's traits), or, for ids that came in one
+  feed, the person's ids in the second id's domain. Refused: a second PID missing (100 at ``PID^2``), an unknown,
+  subsumed or inactive id (204 at ``PID^n^3^1^1``), an A37 of records that are not linked or are one record (205),
+  two persons with different national identifiers (205).
+
 Audit (reference section D): EventID 110110 Patient Record, EventTypeCode ITI-8; action C for A01/A04/A05, U for
 A08 (even when the A08 created the patient: the action follows the message), and for A40 one D record for the
-subsumed id and one U record for the survivor; the patient participant object carries MSH-10 as detail. Source
+subsumed id and one U record for the survivor (A47 likewise: D for the old id, U for the new), U for both ids
+of an A24 or A37; the patient participant object carries MSH-10 as detail. Source
 UserID is "MSH-4|MSH-3" (facility|application, as the reference states), destination is MSH-6|MSH-5 with the
-process id. Records are emitted *after commit*: the handler parks them on the session and SQLAlchemy's
-``after_commit`` event emits them; if the work is rolled back instead (a concurrent duplicate, a failed commit)
-``after_soft_rollback`` emits them with outcome 8 and a description saying so. A refusal emits outcome 4.
+process id. Records are emitted *after commit*: the handler parks them with
+:func:`ihe_engine.storage.effects.after_commit`, so they leave once the transaction commits; if the message's work
+is rolled back instead (its savepoint in a group commit, a concurrent duplicate, a failed commit) they are emitted
+with outcome 8 and a description saying so. A refusal emits outcome 4.
 """
 
 from __future__ import annotations
@@ -47,106 +68,145 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-
 from ..audit import AuditRecord, Participant, ParticipantObject
-from ..errors import TransactionError
+from ..errors import ConfigurationError, TransactionError
+from ..hl7v2.ack import Hl7Error
 from ..hl7v2.dispatch import Hl7Context, Hl7Route
 from ..hl7v2.message import Message, Segment
+from ..storage.effects import after_commit
 from .cx import CX, HL7_NULL, CXError
-from .store import Demographics, FeedEvent, IdentityRefusal, IdentityStore, Refusal
+from .linking import CrossReferences, DefaultLinkingPolicy, LinkingPolicy, Notifier, load_linking_policy
+from .rules import IdentityIssue, IdentityRules, NoIdentityRules, load_identity_rules
+from .store import Demographics, FeedEvent, IdentityRefusal, Refusal
 
 if TYPE_CHECKING:
     from ..audit import AuditHook
     from ..runtime import Runtime
     from ..storage import UnitOfWork
 
-__all__ = ["Iti8Feed", "hl7_routes", "PATIENT_RECORD", "ITI8_EVENT_TYPE", "FEED_EVENTS", "MERGE_EVENT"]
+__all__ = ["Iti8Feed", "hl7_routes", "PATIENT_RECORD", "ITI8_EVENT_TYPE", "FEED_EVENTS", "MERGE_EVENT", "LINK_EVENT",
+           "UNLINK_EVENT", "CHANGE_EVENT", "SUPPORTED_VERSIONS"]
 
 PATIENT_RECORD = ("110110", "DCM", "Patient Record")
 ITI8_EVENT_TYPE = ("ITI-8", "IHE Transactions", "Patient Identity Feed")
 FEED_EVENTS = {"A01": "C", "A04": "C", "A05": "C", "A08": "U"}
 """Trigger events that create or update a patient, with their audit action."""
 MERGE_EVENT = "A40"
+LINK_EVENT, UNLINK_EVENT, CHANGE_EVENT = "A24", "A37", "A47"
 
 _SOURCE_ROLE = ("110153", "DCM", "Source")
 _DESTINATION_ROLE = ("110152", "DCM", "Destination")
 _PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
-_PENDING_AUDIT = "ihe_engine.identity.pending_audit"
 _REFUSED, _ROLLED_BACK = 4, 8
 
 
 class Iti8Feed:
-    """The ITI-8 handlers; ``accepted_authorities`` (authority keys) restricts the domains fed, None = any."""
+    """The ITI-8 handlers.
 
-    def __init__(self, *, accepted_authorities: Iterable[str] | None = None) -> None:
+    ``accepted_authorities`` (authority keys) restricts the domains fed (None: any); ``rules`` are the national
+    identity rules (PID-3/PID-32 checks, which ids are national); ``policy`` links records (see
+    :mod:`~ihe_engine.identity.linking`); ``notifier`` enqueues ITI-10 notifications in the same transaction.
+    """
+
+    def __init__(self, *, accepted_authorities: Iterable[str] | None = None, rules: IdentityRules | None = None,
+                 policy: LinkingPolicy | None = None, notifier: Notifier | None = None) -> None:
         self.accepted_authorities = frozenset(accepted_authorities) if accepted_authorities is not None else None
+        self.rules = rules or NoIdentityRules()
+        self.policy = policy or DefaultLinkingPolicy()
+        self.notifier = notifier
 
     def routes(self) -> list[Hl7Route]:
         handlers = [(f"ADT^{trigger}", self.handle_patient) for trigger in FEED_EVENTS]
-        handlers.append((f"ADT^{MERGE_EVENT}", self.handle_merge))
+        handlers += [(f"ADT^{MERGE_EVENT}", self.handle_merge), (f"ADT^{LINK_EVENT}", self.handle_link),
+                     (f"ADT^{UNLINK_EVENT}", self.handle_unlink), (f"ADT^{CHANGE_EVENT}", self.handle_change)]
         return [Hl7Route(message_type, handler, transaction="ITI-8") for message_type, handler in handlers]
+
+    def cross_references(self, uow: "UnitOfWork") -> CrossReferences:
+        return CrossReferences(uow.session, policy=self.policy, rules=self.rules, notifier=self.notifier)
 
     # -- A01 / A04 / A05 / A08 -------------------------------------------------------------------------------
 
-    def handle_patient(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
-        action = FEED_EVENTS[message.header.trigger_event]
+    def handle_patient(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> bytes | None:
+        trigger = message.header.trigger_event
+        action = FEED_EVENTS[trigger]
         try:
             _check_version(message)
             pid = _required_segment(message, "PID")
-            identifiers, removed = self._pid3(pid)
-            IdentityStore(uow.session).create_or_update(
-                identifiers, _demographics(pid), _feed_event(message), removed_authorities=removed)
+            identifiers, removed, repetitions = self._pid3(pid)
+            demographics = _demographics(pid)
+            warnings = self._check_identity(identifiers, repetitions, demographics.identity_reliability)
+            self.cross_references(uow).feed(identifiers, demographics, _feed_event(message),
+                                            removed_authorities=removed, expect_new=trigger != "A08")
         except (TransactionError, IdentityRefusal) as exc:
             refusal = _as_transaction_error(exc, message)
             _audit_after_commit(uow, context, [_record(context, action, _first_pid3(message), refusal)])
             raise refusal from None
         _audit_after_commit(uow, context, [_record(context, action, identifiers[0].to_hl7())])
+        return context.ack("AA", errors=warnings) if warnings else None
 
-    def _pid3(self, pid: Segment) -> tuple[list[CX], list[str]]:
-        """(identifiers to keep, authority keys whose identifier the sender removed)."""
+    def _pid3(self, pid: Segment, sequence: int = 1) -> tuple[list[CX], list[str], list[int]]:
+        """(identifiers to keep, authority keys whose identifier the sender removed, PID-3 repetition of each)."""
         identifiers: list[CX] = []
         removed: list[str] = []
+        repetitions: list[int] = []
         for repetition, text in enumerate(pid.repetitions(3), start=1):
-            cx = _parse_cx(text, pid, "PID", 3, repetition)
-            self._check_authority(cx, f"PID^1^3^{repetition}^4")
+            cx = _parse_cx(text, pid, "PID", 3, repetition, sequence)
+            self._check_authority(cx, f"PID^{sequence}^3^{repetition}^4")
             if cx.is_null:
                 removed.append(cx.authority_key)
             else:
                 identifiers.append(cx)
+                repetitions.append(repetition)
         if not identifiers:
-            raise TransactionError("PID-3 carries no patient identifier", code="101", location="PID^1^3")
-        return identifiers, removed
+            raise TransactionError("PID-3 carries no patient identifier", code="101", location=f"PID^{sequence}^3")
+        return identifiers, removed, repetitions
 
     def _check_authority(self, cx: CX, location: str) -> None:
         if self.accepted_authorities is not None and cx.authority_key not in self.accepted_authorities:
             raise TransactionError(f"assigning authority {cx.authority_key!r} is not fed to this manager",
                                    code="204", location=location)
 
-    # -- A40 -------------------------------------------------------------------------------------------------
+    def _check_identity(self, identifiers: list[CX], repetitions: list[int], reliability: str | None
+                        ) -> list[Hl7Error]:
+        """National rules: the first error refuses the message, warnings go back in the AA (ERR-4 = W)."""
+        warnings = []
+        for issue in self.rules.check_identity(identifiers, reliability or None):
+            location = _issue_location(issue, repetitions)
+            if issue.is_error:
+                raise TransactionError(issue.message, code=issue.code, location=location)
+            warnings.append(Hl7Error(code=issue.code, text=issue.message, location=location, severity="W"))
+        return warnings
+
+    # -- A40 merge and A47 change of identifier (MRG-1 -> the PID-3 id of the same authority) ------------------
 
     def handle_merge(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
-        subsumed_text, survivor_text = _first_rep(message, "MRG", 1), _first_pid3(message)
+        self._mrg_pair_change(message, uow, context,
+                              lambda xref, old, new, event: xref.merge(new, old, event))
+
+    def handle_change(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
+        self._mrg_pair_change(message, uow, context,
+                              lambda xref, old, new, event: xref.change_identifier(old, new, event))
+
+    def _mrg_pair_change(self, message: Message, uow: "UnitOfWork", context: Hl7Context, change) -> None:  # type: ignore[no-untyped-def]
+        old_text, new_text = _first_rep(message, "MRG", 1), _first_pid3(message)
         try:
             _check_version(message)
-            subsumed, survivor = self._merge_pair(message)
-            subsumed_text, survivor_text = subsumed.to_hl7(), survivor.to_hl7()
-            IdentityStore(uow.session).merge(survivor, subsumed, _feed_event(message))
+            old, new = self._merge_pair(message)
+            old_text, new_text = old.to_hl7(), new.to_hl7()
+            change(self.cross_references(uow), old, new, _feed_event(message))
         except (TransactionError, IdentityRefusal) as exc:
             refusal = _as_transaction_error(exc, message)
-            _audit_after_commit(uow, context, [_record(context, "D", subsumed_text, refusal),
-                                               _record(context, "U", survivor_text, refusal)])
+            _audit_after_commit(uow, context, [_record(context, "D", old_text, refusal),
+                                               _record(context, "U", new_text, refusal)])
             raise refusal from None
-        _audit_after_commit(uow, context, [_record(context, "D", subsumed_text),
-                                           _record(context, "U", survivor_text)])
+        _audit_after_commit(uow, context, [_record(context, "D", old_text), _record(context, "U", new_text)])
 
     def _merge_pair(self, message: Message) -> tuple[CX, CX]:
-        """(subsumed from MRG-1, survivor: the PID-3 repetition in the same authority)."""
+        """(the old id from MRG-1, the PID-3 repetition in the same authority)."""
         pid, mrg = _required_segment(message, "PID"), _required_segment(message, "MRG")
         merged_texts = mrg.repetitions(1)
         if not merged_texts:
-            raise TransactionError("MRG-1 (the subsumed identifier) is empty", code="101", location="MRG^1^1")
+            raise TransactionError("MRG-1 (the prior identifier) is empty", code="101", location="MRG^1^1")
         subsumed = _parse_cx(merged_texts[0], mrg, "MRG", 1, 1)
         self._check_authority(subsumed, "MRG^1^1^1^4")
         candidates = [_parse_cx(text, pid, "PID", 3, repetition)
@@ -159,21 +219,73 @@ class Iti8Feed:
         raise IdentityRefusal(f"no PID-3 identifier is in the assigning authority of MRG-1 ({subsumed})",
                               reason=Refusal.DIFFERENT_AUTHORITIES, identifier=subsumed)
 
+    # -- A24 link / A37 unlink (first PID: the record kept, second PID: the record linked or split off) --------
+
+    def handle_link(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
+        def link(xref: CrossReferences, keep: CX, other: CX, event: FeedEvent) -> None:
+            kept, linked = (xref.resolve_active(cx) for cx in (keep, other))
+            xref.link(kept.patient_id, linked.patient_id, event, reason="A24 link patient information")
+
+        self._two_records(message, uow, context, link)
+
+    def handle_unlink(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> None:
+        def unlink(xref: CrossReferences, keep: CX, other: CX, event: FeedEvent) -> None:
+            xref.unlink(keep, other, event, demographics=_demographics(message.segments("PID")[1]))
+
+        self._two_records(message, uow, context, unlink)
+
+    def _two_records(self, message: Message, uow: "UnitOfWork", context: Hl7Context, change) -> None:  # type: ignore[no-untyped-def]
+        texts = [_first_rep_of(segment, 3) for segment in message.segments("PID")[:2]]
+        try:
+            _check_version(message)
+            pids = message.segments("PID")
+            if len(pids) < 2:
+                raise TransactionError(f"{message.header.trigger_event} needs two PID segments", code="100",
+                                       location=f"PID^{len(pids) + 1}")
+            keep, other = (self._pid3(pid, sequence)[0][0] for sequence, pid in enumerate(pids[:2], start=1))
+            texts = [keep.to_hl7(), other.to_hl7()]
+            change(self.cross_references(uow), keep, other, _feed_event(message))
+        except (TransactionError, IdentityRefusal) as exc:
+            refusal = _as_transaction_error(exc, message)
+            _audit_after_commit(uow, context, [_record(context, "U", text, refusal) for text in texts])
+            raise refusal from None
+        _audit_after_commit(uow, context, [_record(context, "U", text) for text in texts])
+
 
 def hl7_routes(runtime: "Runtime | None" = None, *, accepted_authorities: Iterable[str] | None = None
                ) -> list[Hl7Route]:
-    """The ITI-8 routes (ADT^A01, A04, A05, A08, A40) for the MLLP dispatcher."""
-    return Iti8Feed(accepted_authorities=accepted_authorities).routes()
+    """The ITI-8 routes (ADT^A01, A04, A05, A08, A40, A24, A37, A47) for the MLLP dispatcher.
+
+    Configured from the runtime's settings (config file keys): ``accepted_authorities`` (a list of assigning
+    authority OIDs or namespaces; absent: any), ``identity_rules``, ``identity_linking`` and ``pix_consumers``.
+    """
+    settings = runtime.settings if runtime is not None else None
+    extra = (getattr(settings, "extra", None) or {}) if settings is not None else {}
+    if accepted_authorities is None and extra.get("accepted_authorities") is not None:
+        accepted_authorities = _authority_list(extra["accepted_authorities"])
+    from .hl7v3.iti46 import pix_notifier
+
+    return Iti8Feed(accepted_authorities=accepted_authorities, rules=load_identity_rules(settings),
+                    policy=load_linking_policy(settings),
+                    notifier=pix_notifier(settings) if settings is not None else None).routes()
+
+
+def _authority_list(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigurationError("accepted_authorities must be a list of assigning authority ids (OIDs)")
+    return value
 
 
 # -- reading the message -----------------------------------------------------------------------------------------
 
+SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+"""MSH-12.1 values accepted: the profile's 2.3.1, 2.5 (PAM FR sends ``2.5^FRA^2.11``) and the versions between."""
+
+
 def _check_version(message: Message) -> None:
-    """HL7 v2.3 and later 2.x (2.3.1, 2.5, 2.5.1, PAM FR's 2.5^FRA^2.11)."""
-    parts = message.header.version.split(".")
-    if len(parts) < 2 or parts[0] != "2" or not parts[1].isdigit() or int(parts[1]) < 3:
-        raise TransactionError(f"HL7 version {message.header.version!r} is not supported by ITI-8", code="203",
-                               location="MSH^1^12")
+    if message.header.version not in SUPPORTED_VERSIONS:
+        raise TransactionError(f"HL7 version {message.header.version!r} is not supported by ITI-8 "
+                               f"(supported: {', '.join(SUPPORTED_VERSIONS)})", code="203", location="MSH^1^12")
 
 
 def _required_segment(message: Message, name: str) -> Segment:
@@ -183,12 +295,26 @@ def _required_segment(message: Message, name: str) -> Segment:
     return segment
 
 
-def _parse_cx(text: str, segment: Segment, name: str, field: int, repetition: int) -> CX:
+def _parse_cx(text: str, segment: Segment, name: str, field: int, repetition: int, sequence: int = 1) -> CX:
     try:
         return CX.from_hl7(text, segment.encoding, segment.charset)
     except CXError as exc:
         raise TransactionError(f"{name}-{field} repetition {repetition}: {exc}", code=exc.hl7_code,
-                               location=exc.location_in(name, field, repetition)) from None
+                               location=exc.location_in(name, field, repetition, sequence)) from None
+
+
+def _issue_location(issue: IdentityIssue, repetitions: list[int]) -> str:
+    """ERR-2 of a national rule's issue: PID-32, or the PID-3 repetition (counted in the message) at fault."""
+    if issue.field == "PID-32":
+        return "PID^1^32"
+    if issue.repetition is not None and 0 < issue.repetition <= len(repetitions):
+        return f"PID^1^3^{repetitions[issue.repetition - 1]}"
+    return "PID^1^3"
+
+
+def _first_rep_of(segment: Segment, field: int) -> str:
+    repetitions = segment.repetitions(field)
+    return repetitions[0] if repetitions else ""
 
 
 def _first_rep(message: Message, name: str, field: int) -> str:
@@ -219,13 +345,18 @@ def _demographics(pid: Segment) -> Demographics:
         birthplace=birthplace or _trait(pid.get(23), 200),
         city=_trait(address.get("city", ""), 200),
         postal_code=_trait(address.get("postal_code", ""), 20),
+        street=_trait(address.get("street", ""), 200),
+        state=_trait(address.get("state", ""), 100),
+        country=_trait(address.get("country", ""), 20),
         phone=_trait(_phone(pid), 100),
         identity_reliability=_trait(pid.get(32), 20),
+        account_number=_trait(pid[18] if pid[18] == HL7_NULL else pid.get(18), 200),
+        mothers_maiden_name=_trait(pid[6] if pid[6] == HL7_NULL else pid.get(6), 200),
     )
 
 
 def _name_traits(pid: Segment) -> dict[str, str | None]:
-    """PID-5: the used name (type D, else the first) and the birth name (type L, as PAM FR defines it)."""
+    """PID-5: the used name (type D, else L, else the first) and the birth name (type B, else L as PAM FR has it)."""
     if pid[5] == HL7_NULL:
         return dict.fromkeys(("family_name", "given_name", "given_names", "birth_name"), "")
     names = [pid.components(5, number) for number in range(1, len(pid.repetitions(5)) + 1)]
@@ -233,7 +364,7 @@ def _name_traits(pid: Segment) -> dict[str, str | None]:
         return {}
     by_type = {_at(name, 7): name for name in reversed(names)}
     used = by_type.get("D") or by_type.get("L") or names[0]
-    birth = by_type.get("L")
+    birth = by_type.get("B") or by_type.get("L")
     surname = pid.encoding.subcomponent  # XPN.1 is FN (surname&own prefix&...): only the surname is a trait
     return {"family_name": _trait(_at(used, 1).split(surname)[0], 200), "given_name": _trait(_at(used, 2), 200),
             "given_names": _trait(_at(used, 3), 400),
@@ -249,7 +380,8 @@ def _addresses(pid: Segment) -> tuple[dict[str, str], str | None]:
         if _at(address, 7) == "BDL":
             birthplace = _trait(_at(address, 9) or _at(address, 3), 200)
         elif not home:
-            home = {"city": _at(address, 3), "postal_code": _at(address, 5)}
+            home = {"street": _at(address, 1).split(pid.encoding.subcomponent)[0], "city": _at(address, 3),
+                    "state": _at(address, 4), "postal_code": _at(address, 5), "country": _at(address, 6)}
     return home, birthplace
 
 
@@ -290,10 +422,10 @@ def _refusal_location(refusal: IdentityRefusal, message: Message) -> str:
     mrg = message.find_segment("MRG")
     if mrg is not None and mrg.repetitions(1) and _same(mrg, mrg.repetitions(1)[0], refusal.identifier):
         return "MRG^1^1^1^1"
-    pid = message.find_segment("PID")
-    for repetition, text in enumerate(pid.repetitions(3) if pid is not None else [], start=1):
-        if _same(pid, text, refusal.identifier):  # type: ignore[arg-type]
-            return f"PID^1^3^{repetition}^1"
+    for sequence, pid in enumerate(message.segments("PID"), start=1):
+        for repetition, text in enumerate(pid.repetitions(3), start=1):
+            if _same(pid, text, refusal.identifier):
+                return f"PID^{sequence}^3^{repetition}^1"
     return "PID^1^3"
 
 
@@ -328,31 +460,20 @@ def _record(context: Hl7Context, action: str, patient_id: str, refusal: Transact
 
 
 def _audit_after_commit(uow: "UnitOfWork", context: Hl7Context, records: list[AuditRecord]) -> None:
-    """Park ``records`` on the session: emitted once it commits, or as failures if it rolls back."""
+    """Park ``records``: emitted once this message's work commits, or as failures if it is rolled back."""
     if context.runtime is None:
         return
-    session = uow.session
-    pending = session.info.get(_PENDING_AUDIT)
-    if pending is None:
-        pending = session.info[_PENDING_AUDIT] = []
-        event.listen(session, "after_commit", _emit_committed)
-        event.listen(session, "after_soft_rollback", _emit_rolled_back)
-    pending.extend((context.runtime.audit, record) for record in records)
+    hook = context.runtime.audit
+    after_commit(uow.session, lambda: _emit_committed(hook, records), lambda: _emit_rolled_back(hook, records))
 
 
-def _take_pending(session: Session) -> list[tuple["AuditHook", AuditRecord]]:
-    pending = session.info.get(_PENDING_AUDIT) or []
-    session.info[_PENDING_AUDIT] = []
-    return pending
-
-
-def _emit_committed(session: Session) -> None:
-    for hook, record in _take_pending(session):
+def _emit_committed(hook: "AuditHook", records: list[AuditRecord]) -> None:
+    for record in records:
         hook.emit(record)
 
 
-def _emit_rolled_back(session: Session, previous_transaction: object) -> None:
-    for hook, record in _take_pending(session):
+def _emit_rolled_back(hook: "AuditHook", records: list[AuditRecord]) -> None:
+    for record in records:
         if record.outcome == 0:
             record = dataclasses.replace(record, outcome=_ROLLED_BACK,
                                          outcome_description="the change was rolled back, not committed")

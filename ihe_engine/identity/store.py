@@ -15,19 +15,21 @@ cross-referencing policy of the PIX/PDQ issue decides what moves.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import unicodedata
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, false, insert, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from .cx import CX, IdentifierKey
-from .tables import IdentifierStatus, IdentityEvent, Patient, PatientIdentifier, PatientStatus
+from .names import NAME_KINDS, compact, name_key_rows
+from .tables import IdentifierStatus, IdentityEvent, Patient, PatientIdentifier, PatientNameKey, PatientStatus
 
 __all__ = ["IdentityStore", "ResolvedIdentity", "IdentifierState", "Demographics", "FeedEvent", "FeedResult",
-           "MergeResult", "IdentityRefusal", "Refusal", "search_key"]
+           "MergeResult", "IdentityRefusal", "Refusal", "search_key", "FeedLookup", "KnownRows", "identifier_state"]
 
 _LIGATURES = str.maketrans({"Œ": "OE", "œ": "oe", "Æ": "AE", "æ": "ae", "ß": "ss"})
 
@@ -81,6 +83,11 @@ class Demographics:
     postal_code: str | None = None
     phone: str | None = None
     identity_reliability: str | None = None
+    street: str | None = None
+    state: str | None = None
+    country: str | None = None
+    account_number: str | None = None
+    mothers_maiden_name: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -107,6 +114,19 @@ class FeedResult:
 class MergeResult:
     survivor_patient_id: int
     subsumed_patient_id: int
+
+
+KnownRows = dict[IdentifierKey, tuple[PatientIdentifier, Patient]]
+"""Stored identifiers by key, each with the patient record carrying it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedLookup:
+    """What :meth:`IdentityStore.lookup` found: the known identifiers, and active patients born on the day asked
+    (by patient id, with their active identifiers) for the near-match search."""
+
+    known: KnownRows
+    near: dict[int, tuple[Patient, list[PatientIdentifier]]]
 
 
 class Refusal(enum.StrEnum):
@@ -185,24 +205,31 @@ class IdentityStore:
     # -- writing ---------------------------------------------------------------------------------------------
 
     def create_or_update(self, identifiers: Sequence[CX], demographics: Demographics, event: FeedEvent, *,
-                         removed_authorities: Iterable[str] = ()) -> FeedResult:
+                         removed_authorities: Iterable[str] = (), known: KnownRows | None = None,
+                         link_to: int | None = None) -> FeedResult:
         """Record a patient known by ``identifiers`` (all of them kept), creating it when none is known.
 
         Refused when one identifier is subsumed or when the identifiers already designate different patients:
         linking two records is the cross-referencing policy's decision, not a side effect of a feed.
         ``removed_authorities``: authority keys in which the patient no longer has an identifier.
+        ``known``: the result of :meth:`lookup` for these identifiers, when the caller already has it (saves a
+        round trip); ``link_to``: the patient to attach unknown identifiers to (the linking policy's decision).
         """
         if not identifiers:
             raise ValueError("a patient needs at least one identifier")
-        known = self._rows_with_patients([cx.key for cx in identifiers])
-        patient = self._the_one_patient(identifiers, known)
+        if known is None:
+            known = self._rows_with_patients([cx.key for cx in identifiers])
+        patient = self.the_one_patient(identifiers, known)
+        if patient is None and link_to is not None:
+            patient = self.session.get(Patient, link_to)
         traits = _trait_values(demographics)
         if patient is None:
-            patient_id = self.session.scalar(insert(Patient).returning(Patient.id), traits)
+            patient_id = self.session.connection().execute(_INSERT_PATIENT, traits).scalar_one()
         else:
             patient_id = patient.id
             for name, value in traits.items():
                 setattr(patient, name, value)
+        self._refresh_name_keys(patient_id, traits, patient)
         added = self._attach(patient_id, identifiers, known)
         deactivated = self._deactivate(patient_id, set(removed_authorities) - {cx.authority_key for cx in identifiers})
         self._record(event, patient_id, details={"identifiers": [str(cx) for cx in identifiers],
@@ -228,7 +255,49 @@ class IdentityStore:
                      details={"survivor": str(survivor), "subsumed": str(subsumed), **event.details})
         return MergeResult(survivor_patient_id=kept.patient_id, subsumed_patient_id=gone.patient_id)
 
+    def lookup(self, identifiers: Sequence[CX], *, near_birth_date: str | None = None,
+               near_initials: Iterable[str] = (), near_limit: int = 200) -> FeedLookup:
+        """One query: the stored rows of ``identifiers`` and, when asked, the active patients born that day
+        whose birth or used name starts with one of ``near_initials`` (the blocking key of the near search).
+
+        The second half feeds the linking policy's near-match search; it goes through the birth date index and
+        the (patient, status) identifier index only, never a scan (a UNION ALL of two indexed selects).
+        """
+        initials = sorted({initial[:1] for initial in near_initials if initial}) if near_birth_date else []
+        parameters: dict[str, Any] = {"near_birth_date": near_birth_date, "near_limit": near_limit}
+        for number, cx in enumerate(identifiers):
+            parameters[f"authority_{number}"], parameters[f"value_{number}"] = cx.authority_key, cx.id
+        for number, initial in enumerate(initials):
+            parameters[f"initial_{number}"] = initial
+        rows = self.session.execute(_lookup_statement(len(identifiers), len(initials)), parameters)
+        keys = {cx.key for cx in identifiers}
+        known: KnownRows = {}
+        near_rows: dict[int, tuple[Patient, list[PatientIdentifier]]] = {}
+        for identifier, patient in rows:
+            key = IdentifierKey(identifier.authority_key, identifier.value)
+            if key in keys:
+                known[key] = (identifier, patient)
+            if initials and patient.birth_date == near_birth_date and patient.status == PatientStatus.ACTIVE \
+                    and identifier.status == IdentifierStatus.ACTIVE:
+                near_rows.setdefault(patient.id, (patient, []))[1].append(identifier)
+        return FeedLookup(known=known, near=near_rows)
+
+    def record_event(self, event: FeedEvent, patient_id: int, *, other_patient_id: int | None = None,
+                     details: dict[str, Any]) -> None:
+        """Add one ``identity_event`` row (cross-referencing and vigilance decisions write their history here)."""
+        self._record(event, patient_id, other_patient_id=other_patient_id, details=details)
+
     # -- internals -------------------------------------------------------------------------------------------
+
+    def _refresh_name_keys(self, patient_id: int, traits: dict[str, str | None], patient: Patient | None) -> None:
+        """Rewrite the PDQ name keys of a patient whose names were sent (``patient`` None: just created)."""
+        if not NAME_KINDS.keys() & traits.keys():
+            return
+        names = traits if patient is None else {name: getattr(patient, name) for name in NAME_KINDS}
+        self.session.execute(delete(PatientNameKey).where(PatientNameKey.patient_id == patient_id))
+        rows = name_key_rows(patient_id, names)
+        if rows:
+            self.session.execute(insert(PatientNameKey), rows)
 
     def _rows_with_patients(self, keys: list[IdentifierKey]) -> dict[IdentifierKey, tuple[PatientIdentifier, Patient]]:
         """One query: every stored identifier among ``keys`` with its patient record.
@@ -237,13 +306,12 @@ class IdentityStore:
         """
         rows = self.session.execute(
             select(PatientIdentifier, Patient).join(Patient, Patient.id == PatientIdentifier.patient_id)
-            .where(or_(*(and_(PatientIdentifier.authority_key == key.authority, PatientIdentifier.value == key.value)
-                         for key in keys))))
+            .where(_any_key(keys)))
         return {IdentifierKey(identifier.authority_key, identifier.value): (identifier, patient)
                 for identifier, patient in rows}
 
-    def _the_one_patient(self, identifiers: Sequence[CX],
-                         known: dict[IdentifierKey, tuple[PatientIdentifier, Patient]]) -> Patient | None:
+    def the_one_patient(self, identifiers: Sequence[CX], known: KnownRows) -> Patient | None:
+        """The patient the known ones among ``identifiers`` designate; refused if subsumed or several."""
         patients: dict[int, Patient] = {}
         for cx in identifiers:
             if cx.key not in known:
@@ -268,8 +336,8 @@ class IdentityStore:
             else:
                 added.setdefault(cx.key, cx)
         if added:
-            self.session.execute(insert(PatientIdentifier), [_identifier_values(patient_id, cx)
-                                                             for cx in added.values()])
+            self.session.connection().execute(_INSERT_IDENTIFIER, [_identifier_values(patient_id, cx)
+                                                                   for cx in added.values()])
         return list(added.values())
 
     def _deactivate(self, patient_id: int, authority_keys: set[str]) -> int:
@@ -303,16 +371,54 @@ class IdentityStore:
 
     def _record(self, event: FeedEvent, patient_id: int, *, other_patient_id: int | None = None,
                 details: dict[str, Any]) -> None:
-        self.session.execute(insert(IdentityEvent), [dict(
+        self.session.connection().execute(_INSERT_EVENT, dict(
             kind=event.kind, patient_id=patient_id, other_patient_id=other_patient_id,
             sending_application=event.sending_application[:227], sending_facility=event.sending_facility[:227],
             control_id=event.control_id[:199], details=json.dumps(details, ensure_ascii=False, sort_keys=True),
-            raw_message=event.raw_message)])
+            raw_message=event.raw_message))
+
+
+# Hot-path writes (every feed message) as Core statements built once, executed on the session's connection: the
+# ORM bulk-insert path costs several times more per row, and these rows are never read back as entities here.
+_INSERT_PATIENT = Patient.__table__.insert().returning(Patient.__table__.c.id)
+_INSERT_IDENTIFIER = PatientIdentifier.__table__.insert()
+_INSERT_EVENT = IdentityEvent.__table__.insert()
+
+
+@functools.lru_cache(maxsize=64)
+def _lookup_statement(key_count: int, initial_count: int):  # type: ignore[no-untyped-def]
+    """The :meth:`IdentityStore.lookup` statement for so many keys and initials, built once (bound parameters):
+    building SQLAlchemy constructs per message costs more than running the query."""
+    by_key = select(PatientIdentifier.id).where(or_(false(), *(
+        and_(PatientIdentifier.authority_key == bindparam(f"authority_{number}"),
+             PatientIdentifier.value == bindparam(f"value_{number}")) for number in range(key_count))))
+    wanted: Any = by_key
+    if initial_count:
+        named = or_(*(column.startswith(bindparam(f"initial_{number}"))  # search keys: no % or _
+                      for number in range(initial_count)
+                      for column in (Patient.birth_name_key, Patient.family_name_key)))
+        near = (select(PatientIdentifier.id).join(Patient, Patient.id == PatientIdentifier.patient_id)
+                .where(Patient.birth_date == bindparam("near_birth_date"), Patient.status == PatientStatus.ACTIVE,
+                       named, PatientIdentifier.status == IdentifierStatus.ACTIVE)
+                .limit(bindparam("near_limit")).subquery())
+        wanted = union_all(by_key, select(near.c.id))
+    return (select(PatientIdentifier, Patient).join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(PatientIdentifier.id.in_(wanted)).order_by(PatientIdentifier.id))
+
+
+def _any_key(keys: Sequence[IdentifierKey]):  # type: ignore[no-untyped-def]
+    return or_(false(), *(and_(PatientIdentifier.authority_key == key.authority, PatientIdentifier.value == key.value)
+                 for key in keys))
 
 
 def _identifier_by_key(key: IdentifierKey):  # type: ignore[no-untyped-def]
     return select(PatientIdentifier).where(PatientIdentifier.authority_key == key.authority,
                                            PatientIdentifier.value == key.value)
+
+
+def identifier_state(identifier_status: str, patient_status: str) -> IdentifierState:
+    """The state of a stored identifier given its own status and its patient record's."""
+    return _state(identifier_status, patient_status)
 
 
 def _state(identifier_status: str, patient_status: str) -> IdentifierState:
@@ -323,7 +429,10 @@ def _state(identifier_status: str, patient_status: str) -> IdentifierState:
     return IdentifierState.ACTIVE
 
 
-_KEYED_NAMES = {"family_name": "family_name_key", "birth_name": "birth_name_key"}
+_KEYED_NAMES = {"family_name": ("family_name_key", search_key), "birth_name": ("birth_name_key", search_key),
+                "city": ("city_key", search_key), "street": ("street_key", search_key),
+                "postal_code": ("postal_code_key", lambda value: compact(value) or None),
+                "phone": ("phone_key", lambda value: "".join(filter(str.isdigit, value)) or None)}
 
 
 def _trait_values(demographics: Demographics) -> dict[str, str | None]:
@@ -335,7 +444,8 @@ def _trait_values(demographics: Demographics) -> dict[str, str | None]:
             continue
         values[trait.name] = value or None
         if trait.name in _KEYED_NAMES:
-            values[_KEYED_NAMES[trait.name]] = search_key(value)
+            column, key = _KEYED_NAMES[trait.name]
+            values[column] = key(value)
     return values
 
 

@@ -10,6 +10,9 @@
   kept. ``status``: ``active``, ``merged`` (subsumed by an A40) or ``inactive`` (removed by the sender).
 * ``identity_event``: the history (A01, A08, A40, ...): when, which message (MSH-3/4/10), which patients, a JSON
   summary and the raw message text (PAM FR ZBE/ZFx segments included, uninterpreted for now).
+* ``vigilance_item``: the identity-vigilance queue (:mod:`ihe_engine.identity.vigilance`): two patients that may be
+  one person, or a merged survivor to review; open until a person accepts or rejects it, and kept afterwards so a
+  rejected pair is never proposed again (``pair_key``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..storage.base import Base, utcnow
 
-__all__ = ["Patient", "PatientIdentifier", "IdentityEvent", "PatientStatus", "IdentifierStatus"]
+__all__ = ["Patient", "PatientIdentifier", "PatientNameKey", "IdentityEvent", "PatientStatus", "IdentifierStatus",
+           "VigilanceItem", "VigilanceKind", "VigilanceStatus"]
 
 
 class PatientStatus:
     ACTIVE = "active"
     MERGED = "merged"
+    LINKED = "linked"
+    """A record whose identifiers were all linked into another patient (``merged_into_id``); it carries none."""
 
 
 class IdentifierStatus:
@@ -56,6 +62,16 @@ class Patient(Base):
     postal_code: Mapped[str | None] = mapped_column(String(20))
     phone: Mapped[str | None] = mapped_column(String(100))
     identity_reliability: Mapped[str | None] = mapped_column(String(20))
+    # PDQ traits and their search keys (migration 0005_pdq_search); name keys live in patient_name_key
+    street: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(20))
+    account_number: Mapped[str | None] = mapped_column(String(200), index=True)
+    mothers_maiden_name: Mapped[str | None] = mapped_column(String(200))
+    city_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    street_key: Mapped[str | None] = mapped_column(String(200))
+    postal_code_key: Mapped[str | None] = mapped_column(String(20), index=True)
+    phone_key: Mapped[str | None] = mapped_column(String(100), index=True)
 
 
 class PatientIdentifier(Base):
@@ -63,6 +79,8 @@ class PatientIdentifier(Base):
     __table_args__ = (
         UniqueConstraint("authority_key", "value"),
         Index("ix_patient_identifier_patient_id_status", "patient_id", "status"),
+        Index("ix_patient_identifier_value", "value"),
+        Index("ix_patient_identifier_namespace_id_authority_key", "namespace_id", "authority_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,6 +96,27 @@ class PatientIdentifier(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+_BYTEWISE = String(200).with_variant(String(200, collation="C"), "postgresql")
+
+
+class PatientNameKey(Base):
+    """One key a patient's name is found under (PDQ): ``kind`` F used family name, B birth name, G given name,
+    M mother's maiden name; ``key`` a compact key of :mod:`~ihe_engine.identity.names`, ``phonetic`` its
+    French Soundex. Byte-ordered (collation C on PostgreSQL) so a prefix search is an index range scan."""
+
+    __tablename__ = "patient_name_key"
+    __table_args__ = (
+        Index("ix_patient_name_key_kind_key", "kind", "key", "patient_id"),
+        Index("ix_patient_name_key_kind_phonetic", "kind", "phonetic", "patient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(1))
+    key: Mapped[str] = mapped_column(_BYTEWISE)
+    phonetic: Mapped[str] = mapped_column(String(8))
+
+
 class IdentityEvent(Base):
     __tablename__ = "identity_event"
 
@@ -91,3 +130,33 @@ class IdentityEvent(Base):
     control_id: Mapped[str] = mapped_column(String(199), default="")
     details: Mapped[str] = mapped_column(Text, default="{}")
     raw_message: Mapped[str | None] = mapped_column(Text)
+
+
+class VigilanceKind:
+    POSSIBLE_MATCH = "possible-match"
+    """Two patients that may be one person: accepting links them."""
+    REVIEW = "review"
+    """A patient to look at (a merge left a national identifier behind): accepting acknowledges it."""
+
+
+class VigilanceStatus:
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class VigilanceItem(Base):
+    __tablename__ = "vigilance_item"
+    __table_args__ = (Index("ix_vigilance_item_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=VigilanceStatus.OPEN)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    other_patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    pair_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(400))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))

@@ -28,7 +28,7 @@ from .fault import SENDER, SoapFault, fault_envelope, fault_from_exception, soap
 from .mtom import CHUNK_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_PARTS, Attachment, ContentType, MtomBody, \
     OutgoingAttachment, binary_content, encode_mtom, parse_content_type, parse_mtom, resolve_xop, sweep_spool
 
-__all__ = ["Operation", "SoapRequest", "SoapResponse", "SoapEndpoint", "INLINE_PARSE_LIMIT"]
+__all__ = ["Operation", "SoapRequest", "SoapResponse", "SoapEndpoint", "SecurityCheck", "INLINE_PARSE_LIMIT"]
 
 log = logging.getLogger("ihe_engine.soap")
 
@@ -68,10 +68,22 @@ class SoapRequest:
     peer_certificate: Any | None
     content_type: str
     endpoint: str
+    user: Any | None = None
+    """The user a security check verified (XUA: an :class:`ihe_engine.xua.UserAssertion`), or None."""
+
+    @property
+    def user_alias(self) -> str | None:
+        """The verified user as audit records name it (XUA: ``alias<user@issuer>``), or None."""
+        return getattr(self.user, "alias", None)
 
     def binary(self, element: etree._Element, content_type: str = "application/octet-stream") -> Attachment:
         """The binary content of an element (xs:base64Binary), optimized (xop:Include) or inline alike."""
         return binary_content(element, self.attachments, content_type=content_type)
+
+
+SecurityCheck = Callable[[SoapRequest, Operation], SoapRequest]
+"""Runs in the thread pool before an operation's handler: returns the request to handle (with ``user`` set), or
+raises (a SoapFault) to refuse it; nothing of the request has been processed then."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ class SoapEndpoint(resource.Resource):
             sweep_spool(self.spool_dir, STALE_SPOOL_AGE)
         self.understood_headers: frozenset[str] = frozenset(understood_headers)
         self._operations: dict[str, Operation] = {}
+        self._security: SecurityCheck | None = None
         self._wsdl = _Wsdl(wsdl) if wsdl is not None else None
 
     # ------------------------------------------------------------------ configuration
@@ -135,6 +148,12 @@ class SoapEndpoint(resource.Resource):
     def understand(self, *header_qnames: str) -> None:
         """Declare more header blocks as understood (e.g. wsse:Security once a handler processes it)."""
         self.understood_headers = self.understood_headers | frozenset(header_qnames)
+
+    def secure(self, check: SecurityCheck, *header_qnames: str) -> None:
+        """Run ``check`` before every handler (in the pool, with a blocking handler in the same call) and declare
+        the header blocks it processes understood (XUA: wsse:Security)."""
+        self._security = check
+        self.understand(*header_qnames)
 
     @property
     def operations(self) -> Mapping[str, Operation]:
@@ -244,14 +263,22 @@ class SoapEndpoint(resource.Resource):
         observation = _Observation(operation.transaction)
         if operation.blocking:
             deferred = self.runtime.run_blocking(self._run_blocking, operation, soap_request)
+        elif self._security is not None:
+            deferred = self.runtime.run_blocking(self._security, soap_request, operation)
+            deferred.addCallback(lambda checked: self._run_inline(operation, checked))
         else:
-            deferred = maybeDeferred(operation.handler, soap_request)
-            deferred.addCallback(lambda response: self._encode(operation, soap_request, response))
+            deferred = self._run_inline(operation, soap_request)
         deferred.addCallback(self._write_reply, request, observation)
         deferred.addErrback(self._write_failure, request, message_id, observation)
 
     def _run_blocking(self, operation: Operation, soap_request: SoapRequest) -> _Reply:
+        if self._security is not None:
+            soap_request = self._security(soap_request, operation)
         return self._encode(operation, soap_request, operation.handler(soap_request))
+
+    def _run_inline(self, operation: Operation, soap_request: SoapRequest) -> Any:
+        deferred = maybeDeferred(operation.handler, soap_request)
+        return deferred.addCallback(lambda response: self._encode(operation, soap_request, response))
 
     def _encode(self, operation: Operation, soap_request: SoapRequest, response: SoapResponse) -> _Reply:
         if not isinstance(response, SoapResponse):

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from lxml import etree
 
 from ..errors import EngineError, MessageTooLarge, RemoteProtocolError, TransactionError
-from ..ns import SOAP11, SOAP12, WSA, qn
+from ..ns import SOAP11, SOAP12, WSA, WSSE, qn
 
 __all__ = [
     "SoapFault",
@@ -41,7 +41,7 @@ ENGINE_FAULT_NS = "urn:ihe-engine:soap:fault"
 """Namespace of the engine's own subcodes (engine:MessageTooLarge, engine:XMLSecurityError, ...)."""
 
 _GENERIC_REASON = "The server could not process the request because of an internal error."
-_WELL_KNOWN_PREFIXES = {SOAP12: "soap", WSA: "wsa", ENGINE_FAULT_NS: "engine"}
+_WELL_KNOWN_PREFIXES = {SOAP12: "soap", WSA: "wsa", WSSE: "wsse", ENGINE_FAULT_NS: "engine"}
 
 
 class SoapFault(Exception):

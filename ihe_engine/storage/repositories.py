@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from .base import utcnow
@@ -13,24 +13,37 @@ from .models import Continuation, Hl7Exchange, QueueItem
 
 __all__ = ["Hl7ExchangeRepository", "QueueRepository", "ContinuationRepository"]
 
+_EXCHANGE = Hl7Exchange.__table__
+
 
 class Hl7ExchangeRepository:
-    """Answers already given to HL7 v2 messages, for retransmission detection."""
+    """Answers already given to HL7 v2 messages, for retransmission detection.
+
+    On the feed's hot path (two statements per message), so it uses SQLAlchemy Core on the session's connection
+    with statements built once: no ORM identity map, flush or per-call statement construction. ``add`` writes at
+    once, so a concurrent duplicate's unique violation surfaces at ``add``, not at commit.
+    """
+
+    _FIND = select(_EXCHANGE).where(
+        _EXCHANGE.c.sending_application == bindparam("application"),
+        _EXCHANGE.c.sending_facility == bindparam("facility"),
+        _EXCHANGE.c.control_id == bindparam("control_id"))
+    _ADD = insert(_EXCHANGE)
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def find(self, sending_application: str, sending_facility: str, control_id: str) -> Hl7Exchange | None:
-        return self.session.scalar(select(Hl7Exchange).where(
-            Hl7Exchange.sending_application == sending_application,
-            Hl7Exchange.sending_facility == sending_facility,
-            Hl7Exchange.control_id == control_id))
+    def find(self, sending_application: str, sending_facility: str, control_id: str) -> Row | None:
+        """The stored row (``.response``, ``.message_sha256``, ``.received_at``, ...), or None."""
+        return self.session.connection().execute(self._FIND, {
+            "application": sending_application, "facility": sending_facility, "control_id": control_id}).first()
 
     def add(self, *, sending_application: str, sending_facility: str, control_id: str, message_type: str,
             message_sha256: str, response: bytes) -> None:
-        self.session.add(Hl7Exchange(
-            sending_application=sending_application, sending_facility=sending_facility, control_id=control_id,
-            message_type=message_type, message_sha256=message_sha256, response=response))
+        self.session.connection().execute(self._ADD, {
+            "sending_application": sending_application, "sending_facility": sending_facility,
+            "control_id": control_id, "message_type": message_type, "message_sha256": message_sha256,
+            "response": response, "received_at": utcnow()})
 
     def purge_before(self, when: datetime) -> int:
         return self.session.execute(delete(Hl7Exchange).where(Hl7Exchange.received_at < when)).rowcount or 0

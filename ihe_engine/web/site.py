@@ -60,6 +60,11 @@ def build_root(runtime, endpoints: dict[str, Resource]) -> Resource:  # type: ig
     root = Resource()
     root.putChild(b"metrics", MetricsResource())
     root.putChild(b"health", HealthResource(runtime))
+    from .identity_api import IdentityApi
+
+    api = Resource()
+    api.putChild(b"identity", IdentityApi(runtime))  # identity vigilance queue and patient history (JSON)
+    root.putChild(b"api", api)
     for path, resource in endpoints.items():
         parent = root
         *parents, leaf = path.strip("/").split("/")
@@ -70,4 +75,7 @@ def build_root(runtime, endpoints: dict[str, Resource]) -> Resource:  # type: ig
                 parent.putChild(segment.encode(), child)
             parent = child
         parent.putChild(leaf.encode(), resource)
+    from .audit_api import mount_audit_api
+
+    mount_audit_api(root, runtime)  # /fhir/AuditEvent (ITI-81 style) and /api/audit/patient-history
     return root

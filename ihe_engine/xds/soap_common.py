@@ -176,7 +176,7 @@ def soap_peer_source(request: SoapRequest) -> Participant:
     peer_host = request.peer.rsplit(":", 1)[0]
     reply_to = request.addressing.reply_to
     return Participant(user_id=reply_to.address if reply_to is not None else peer_host, is_requestor=True,
-                       role=SOURCE_ROLE, network_access_point=peer_host)
+                       role=SOURCE_ROLE, network_access_point=peer_host, user_name=request.user_alias)
 
 
 def endpoint_destination(request: SoapRequest, process_id: str | None) -> Participant:

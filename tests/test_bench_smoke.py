@@ -1,6 +1,7 @@
 """The benchmark harness runs end to end on tiny counts and every answer is a success (no timing asserted)."""
 
 import json
+import math
 
 import pytest
 
@@ -52,3 +53,14 @@ def test_xds_benchmark_runs_on_a_small_store(tmp_path):
                      "--retrieve-mib", "1"]) == 0
     result = json.loads(out.read_text())["rows"]
     assert result and all(row.get("failed", 0) == 0 for row in result), result
+    assert all(row["workers"] == 1 for row in result)
+
+    out = tmp_path / "xds-2.json"  # serve --workers 2: both processes answer, ITI-43 memory read on the workers
+    assert xds_main(["run", *common, "--json", str(out), "--workers", "2", "--only", "iti42", "iti43",
+                     "--connections", "2", "--registrations", "10", "--retrieve-mib", "1"]) == 0
+    written = json.loads(out.read_text())
+    assert len(written["load_average_before"]) == 3
+    by_name = {row["benchmark"]: row for row in written["rows"]}
+    assert by_name["ITI-42 register x2"]["failed"] == 0 and by_name["ITI-42 register x2"]["workers"] == 2
+    assert by_name["ITI-42 register x2"]["server_cpu_ms"] >= 0  # read from /proc for the workers
+    assert not math.isnan(by_name["ITI-43 retrieve 1 MiB"]["server_peak_added_mib"])  # the workers were found

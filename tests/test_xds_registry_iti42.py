@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ihe_engine.identity.cx import CX
 from ihe_engine.identity.store import FeedEvent, IdentityStore
+from ihe_engine.identity.tables import IdentifierStatus, PatientIdentifier
 from ihe_engine.ns import RIM
 from ihe_engine.storage import UnitOfWork
 from ihe_engine.xds import constants as c, parse_submission
@@ -148,6 +149,16 @@ def test_merged_patient_is_refused(db):
     error = refused(db, one_document(BOB))
     assert codes(error) == ["XDSUnknownPatientId"] and "subsumed" in error.code_context
     assert register(db, one_document(ALICE)).status == c.RESPONSE_SUCCESS
+
+
+def test_identifier_withdrawn_by_its_source_is_refused(db):
+    with UnitOfWork(db.sessions) as uow:  # what an HL7 "" for the authority leaves behind
+        uow.session.execute(update(PatientIdentifier).where(PatientIdentifier.value == "ALICE")
+                            .values(status=IdentifierStatus.INACTIVE))
+        uow.commit()
+    error = refused(db, one_document(ALICE))
+    assert codes(error) == ["XDSUnknownPatientId"] and "no longer active" in error.code_context
+    assert register(db, one_document(BOB)).status == c.RESPONSE_SUCCESS
 
 
 def test_without_affinity_domain_the_patient_must_still_be_fed(db):

@@ -140,3 +140,28 @@ def test_rollback_leaves_nothing(database):
         assert uow.session.scalar(select(XdsReferenceId.value)) == "R1^^^&1.2&ISO"
     for model in (XdsObject, XdsDocumentEntry, XdsCode, XdsReferenceId, XdsAuthorPerson):
         assert _session_count(database, model) == 0
+
+
+def test_registration_lookup_in_one_statement_and_beyond_a_chunk(stored):
+    """look_up: registered objects by entryUUID, holders of uniqueIds (entries with hash and size) and the
+    patient's state; more than 500 ids of a kind still find everything (extra statements)."""
+    from ihe_engine.identity.cx import CX
+    from ihe_engine.xds.registry.lookup import look_up
+    from xds_testing import feed_patients
+
+    database, submission = stored
+    feed_patients(database, PATIENT)
+    doc, ss, folder = submission.entries[0], submission.submission_set, submission.folders[0]
+    unknown = [f"urn:uuid:00000000-0000-0000-0000-{n:012d}" for n in range(1100)]
+    with UnitOfWork(database.sessions, readonly=True) as uow:
+        found = look_up(uow.session, [*unknown[:700], doc.entry_uuid, *unknown[700:], folder.entry_uuid],
+                        [f"1.2.999.{n}" for n in range(600)] + [doc.unique_id, ss.unique_id],
+                        CX.from_xds(PATIENT))
+        assert set(found.by_uuid) == {doc.entry_uuid, folder.entry_uuid}
+        assert found.by_uuid[doc.entry_uuid].kind == ObjectKind.DOCUMENT_ENTRY
+        assert {(o.uuid, o.kind) for o in found.holders} == {(doc.entry_uuid, ObjectKind.DOCUMENT_ENTRY),
+                                                             (ss.entry_uuid, ObjectKind.SUBMISSION_SET)}
+        assert [(e.uuid, e.hash, e.size) for e in found.entries] == [(doc.entry_uuid, HASH, 0)]
+        assert found.patient_state == ("active", "active")
+        nobody = look_up(uow.session, [], [], CX.from_xds(pid("NOBODY")))
+        assert (nobody.by_uuid, nobody.holders, nobody.patient_state) == ({}, [], None)

@@ -659,10 +659,13 @@ Engine = BenchServer
 """A real ``ihe-engine serve`` on the populated store (one worker), with its endpoints and pid."""
 
 
-def serve_command(data_dir: Path, db_url: str | None, codes: Path | None) -> list[str]:
-    command = [sys.executable, "-m", "ihe_engine.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0",
-               "--mllp-port", "0", "--audit-tcp-port", "0", "--audit-udp-port", "0", "--affinity-domain", DOMAIN,
-               "--repository-id", REPOSITORY_ID]
+def serve_command(data_dir: Path, db_url: str | None, codes: Path | None, workers: int = 1,
+                  engine_path: Path | None = None) -> list[str]:
+    """``serve`` on the store; ``engine_path`` serves another checkout of the engine (A/B comparisons)."""
+    prefix = ["env", f"PYTHONPATH={engine_path.resolve()}"] if engine_path else []
+    command = [*prefix, sys.executable, "-m", "ihe_engine.cli", "serve", "--data-dir", str(data_dir),
+               "--http-port", "0", "--mllp-port", "0", "--audit-tcp-port", "0", "--audit-udp-port", "0",
+               "--affinity-domain", DOMAIN, "--repository-id", REPOSITORY_ID, "--workers", str(workers)]
     if db_url:
         command += ["--db-url", db_url]
     if codes and codes.is_file():
@@ -671,11 +674,12 @@ def serve_command(data_dir: Path, db_url: str | None, codes: Path | None) -> lis
 
 
 @contextmanager
-def running_engine(data_dir: Path, db_url: str | None, codes: Path | None) -> Iterator[Engine]:
+def running_engine(data_dir: Path, db_url: str | None, codes: Path | None, workers: int = 1,
+                   engine_path: Path | None = None) -> Iterator[Engine]:
     """Start ``serve`` (its log, audit lines included, goes to DATA_DIR/bench-serve.log), stop it with SIGTERM."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "bench-serve.log", "ab") as log:
-        with launch(serve_command(data_dir, db_url, codes), stderr=log, stop_timeout=60.0,
+        with launch(serve_command(data_dir, db_url, codes, workers, engine_path), stderr=log, stop_timeout=60.0,
                     what=f"serve (see {data_dir / 'bench-serve.log'})") as engine:
             yield engine
 
@@ -724,11 +728,13 @@ def bench_iti42(engine: Engine, workload: Workload, *, count: int, connections: 
         workload.one_entry()).decode()), _soap_content_type(action)) for _ in range(count + warmup)]
     run_closed_loop(host, port, b"", connections=connections, total=warmup, answer_end=http_answer_end,
                     make_request=lambda n: requests[count + n])
-    latencies, seconds, failures = run_closed_loop(
-        host, port, b"", connections=connections, total=count, answer_end=http_answer_end,
-        make_request=lambda n: requests[n], check=lambda answer: _SUCCESS in answer)
+    cpu: dict = {}
+    with server_cpu(engine, count, cpu):
+        latencies, seconds, failures = run_closed_loop(
+            host, port, b"", connections=connections, total=count, answer_end=http_answer_end,
+            make_request=lambda n: requests[n], check=lambda answer: _SUCCESS in answer)
     return summarize(f"ITI-42 register x{connections}", latencies, seconds, failed=failures,
-                     request_kib=round(len(requests[0]) / 1024, 1)).as_row()
+                     request_kib=round(len(requests[0]) / 1024, 1), **cpu).as_row()
 
 
 def find_documents_query(patient: int) -> bytes:
@@ -760,12 +766,14 @@ def bench_find_documents(engine: Engine, patients: Sequence[int], *, connections
     run_closed_loop(host, port, b"", connections=connections, total=min(100, len(requests)),
                     answer_end=http_answer_end, make_request=lambda n: requests[-1 - n])
     sizes.clear()
-    latencies, seconds, failures = run_closed_loop(host, port, b"", connections=connections, total=len(requests),
-                                                   answer_end=http_answer_end, make_request=lambda n: requests[n],
-                                                   check=check)
+    cpu: dict = {}
+    with server_cpu(engine, len(requests), cpu):
+        latencies, seconds, failures = run_closed_loop(host, port, b"", connections=connections,
+                                                       total=len(requests), answer_end=http_answer_end,
+                                                       make_request=lambda n: requests[n], check=check)
     return summarize(f"ITI-18 FindDocuments over SOAP x{connections}", latencies, seconds, failed=failures,
                      entries_per_answer=round(sum(sizes) / max(1, len(sizes)), 1),
-                     max_entries=max(sizes, default=0)).as_row()
+                     max_entries=max(sizes, default=0), **cpu).as_row()
 
 
 def bench_find_documents_in_process(db_url: str, patients: Sequence[int]) -> dict:
@@ -832,10 +840,13 @@ def bench_iti41(engine: Engine, workload: Workload, *, count: int, connections: 
     requests = [request() for _ in range(count + warmup)]
     run_closed_loop(host, port, b"", connections=connections, total=warmup, answer_end=http_answer_end,
                     make_request=lambda n: requests[count + n])
-    latencies, seconds, failures = run_closed_loop(
-        host, port, b"", connections=connections, total=count, answer_end=http_answer_end,
-        make_request=lambda n: requests[n], check=lambda answer: _SUCCESS in answer)
-    return summarize(f"ITI-41 {size // 1024} KB MTOM x{connections}", latencies, seconds, failed=failures).as_row()
+    cpu: dict = {}
+    with server_cpu(engine, count, cpu):
+        latencies, seconds, failures = run_closed_loop(
+            host, port, b"", connections=connections, total=count, answer_end=http_answer_end,
+            make_request=lambda n: requests[n], check=lambda answer: _SUCCESS in answer)
+    return summarize(f"ITI-41 {size // 1024} KB MTOM x{connections}", latencies, seconds, failed=failures,
+                     **cpu).as_row()
 
 
 def _stream_upload(host: str, port: int, path: str, request_head: bytes, source: Path, tail: bytes) -> bytes:
@@ -908,6 +919,37 @@ def _retrieve_once(engine: Engine, unique_id: str) -> tuple[float, int]:
     return elapsed, received
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU consumed so far by ``serve`` and its workers (robust to other load, unlike rates)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in {pid, *serving_pids(pid)}:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+@contextmanager
+def server_cpu(engine: Engine, count: int, into: dict) -> Iterator[None]:
+    """Put the server's CPU milliseconds per request of the enclosed run into ``into``."""
+    before = server_cpu_seconds(engine.pid)
+    yield
+    into["server_cpu_ms"] = round((server_cpu_seconds(engine.pid) - before) * 1000 / max(1, count), 2)
+
+
+def serving_pids(pid: int) -> list[int]:
+    """The processes that answer: ``serve`` itself, or its workers when it supervises some."""
+    try:
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except OSError:
+        children = []
+    return children or [pid]
+
+
 def bench_iti43(engine: Engine, workload: Workload, *, size_mib: int, repeat: int) -> dict:
     """ITI-41 of a ``size_mib`` MiB document, then ITI-43 of it ``repeat`` times with the server's added peak RSS."""
     import tempfile
@@ -920,16 +962,17 @@ def bench_iti43(engine: Engine, workload: Workload, *, size_mib: int, repeat: in
         source.flush()
         unique_id = provide_large_document(engine, workload, Path(source.name))
     _retrieve_once(engine, unique_id)  # warm-up
-    before = rss_kib(engine.pid)
-    peak_reset = reset_peak_rss(engine.pid)
+    pids = serving_pids(engine.pid)
+    before = {pid: rss_kib(pid) for pid in pids}
+    peak_reset = all([reset_peak_rss(pid) for pid in pids])
     timings = [_retrieve_once(engine, unique_id) for _ in range(repeat)]
-    after = rss_kib(engine.pid)
+    after = {pid: rss_kib(pid) for pid in pids}
     seconds = sum(elapsed for elapsed, _ in timings)
-    added = (after["peak"] - before["rss"]) / 1024 if peak_reset else float("nan")
+    added = max((after[pid]["peak"] - before[pid]["rss"]) / 1024 for pid in pids) if peak_reset else float("nan")
     return summarize(f"ITI-43 retrieve {size_mib} MiB", [elapsed for elapsed, _ in timings], seconds,
                      received_mib=round(timings[0][1] / (1 << 20), 1),
                      mib_per_second=round(size_mib * repeat / seconds, 1),
-                     server_rss_before_mib=round(before["rss"] / 1024, 1),
+                     server_rss_before_mib=round(max(before[pid]["rss"] for pid in pids) / 1024, 1),
                      server_peak_added_mib=round(added, 1)).as_row()
 
 
@@ -951,7 +994,7 @@ def run_measurements(args: argparse.Namespace) -> list[dict]:
     rng = random.Random(args.seed + 1)
     workload = Workload(args.patients, MetadataFactory(CodePicker.load(args.codes), rng), rng)
     rows: list[dict] = []
-    with running_engine(args.data_dir, args.db_url, args.codes) as engine:
+    with running_engine(args.data_dir, args.db_url, args.codes, args.workers, args.engine_path) as engine:
         if "find" in args.only:
             patients = [workload.patient() for _ in range(args.queries)]
             rows.extend(bench_find_documents(engine, patients, connections=n) for n in args.query_connections)
@@ -964,7 +1007,7 @@ def run_measurements(args: argparse.Namespace) -> list[dict]:
                         for n in args.connections)
         if "iti43" in args.only:
             rows.append(bench_iti43(engine, workload, size_mib=args.retrieve_mib, repeat=args.retrieve_repeat))
-    return rows
+    return [{**row, "workers": args.workers} for row in rows]
 
 
 def _populate_command(args: argparse.Namespace) -> list[dict]:
@@ -997,6 +1040,10 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--feed", choices=("bulk", "store"), default="bulk",
                       help="patient rows in bulk (same rows) or one IdentityStore.create_or_update each")
     measure.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    measure.add_argument("--workers", type=int, default=1, help="serve --workers: processes answering (default 1)")
+    measure.add_argument("--engine-path", type=Path,
+                         help="serve the engine package found in this directory (PYTHONPATH), e.g. an older "
+                              "checkout for an A/B comparison; in-process rows still run this harness's code")
     measure.add_argument("--connections", type=int, nargs="+", default=[1, 4])
     measure.add_argument("--query-connections", type=int, nargs="+", default=[1, 4])
     measure.add_argument("--registrations", type=int, default=2000)
@@ -1013,8 +1060,10 @@ def main(argv: list[str] | None = None) -> int:
     from .stats import machine_description
 
     args = build_parser().parse_args(argv)
+    load_before = os.getloadavg()  # others' work on the machine changes the figures: record it
     rows = _populate_command(args) if args.command == "populate" else run_measurements(args)
     print_table(rows)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_description(), "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine_description(), "load_average_before": load_before,
+                                         "load_average_after": os.getloadavg(), "rows": rows}, indent=2))
     return 0

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import String, and_, bindparam, cast, exists, func, literal_column, null, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from ...identity.cx import CX, CXError
 from ...identity.store import IdentityStore
-from ...identity.tables import IdentifierStatus, Patient, PatientIdentifier
+from ...identity.tables import IdentifierStatus, Patient, PatientIdentifier, PatientStatus
 from ..constants import AVAILABILITY_ONLINE, HAS_MEMBER
 from ..ebrim import to_object_ref
 from ..errors import XdsError, XDS_REGISTRY_ERROR, XDS_RESULT_NOT_SINGLE_PATIENT, XDS_TOO_MANY_RESULTS
@@ -118,32 +118,54 @@ def patient_keys(session: Session, text: str) -> tuple[str, ...]:
     """The registry patient keys an asked patient id stands for, following merges; () for a subsumed id.
 
     An id the identity store never saw is looked up as written (empty answer when nothing was registered).
+    One statement (:data:`_PATIENT_KEYS`) answers both "whom does it designate" and "which ids of the domain does
+    that patient carry, with the records merged into it".
     """
     try:
         cx = CX.from_xds(text.strip())
     except CXError as exc:
         raise XdsError(XDS_REGISTRY_ERROR, f"{text!r} is not a patient id in the form id^^^&OID&ISO: {exc}",
                        location=text) from None
-    resolved = IdentityStore(session).resolve(cx)
-    if resolved is None:
+    rows = session.execute(_PATIENT_KEYS, {"authority": cx.authority_key, "value": cx.id}).all()
+    asked = next((row for row in rows if row.part == _ASKED), None)
+    if asked is None:
         return (cx.to_xds(),)
-    if not resolved.is_active:
+    if asked.status in _NOT_ACTIVE or asked.patient_status == PatientStatus.MERGED:
         return ()
-    return _merged_chain_keys(session, resolved.patient_id, cx.universal_id) or (cx.to_xds(),)
+    authority = cx.universal_id
+    return tuple(sorted({f"{row.value}^^^&{authority}&ISO" for row in rows if row.part == _CARRIED
+                         and row.authority_key == authority and row.status != IdentifierStatus.INACTIVE})) \
+        or (cx.to_xds(),)
 
 
-def _merged_chain_keys(session: Session, survivor_id: int, authority: str) -> tuple[str, ...]:
-    """Every id of ``authority`` carried by the surviving patient or by a record merged into it.
+def _patient_keys_statement():  # type: ignore[no-untyped-def]
+    """``UNION ALL`` of: the asked identifier (its status, its patient's), then every identifier of the surviving
+    patient and of the records merged into it (one level, as A40 merges leave them).
 
-    Two lookups by patient (the merged_into_id index, then the patient_id index); the authority is filtered here
-    rather than in SQL, where a planner without statistics would pick the authority index and read every id
-    of the domain.
+    The survivor is a scalar subquery on the (authority_key, value) unique key, evaluated once. The carried ids
+    are found by patient (the merged_into_id and patient_id indexes) and their authority is filtered by the
+    caller, not in SQL, where a planner without statistics could pick the authority index and read every id of
+    the domain.
     """
-    records = [survivor_id, *session.scalars(select(Patient.id).where(Patient.merged_into_id == survivor_id))]
-    rows = session.execute(select(PatientIdentifier.value, PatientIdentifier.authority_key, PatientIdentifier.status)
-                           .where(PatientIdentifier.patient_id.in_(records)))
-    return tuple(sorted({f"{value}^^^&{authority}&ISO" for value, owner, status in rows
-                         if owner == authority and status != IdentifierStatus.INACTIVE}))
+    identifier, record = PatientIdentifier, Patient
+    asked_where = (identifier.authority_key == bindparam("authority"), identifier.value == bindparam("value"))
+    survivor = (select(func.coalesce(record.merged_into_id, record.id))
+                .join(identifier, identifier.patient_id == record.id).where(*asked_where).scalar_subquery())
+    merged = aliased(Patient)
+    return union_all(
+        select(literal_column(f"'{_ASKED}'").label("part"), identifier.value, identifier.authority_key,
+               identifier.status, record.status.label("patient_status"))
+        .join(record, record.id == identifier.patient_id).where(*asked_where),
+        select(literal_column(f"'{_CARRIED}'"), identifier.value, identifier.authority_key, identifier.status,
+               cast(null(), String)).where(identifier.patient_id == survivor),
+        select(literal_column(f"'{_CARRIED}'"), identifier.value, identifier.authority_key, identifier.status,
+               cast(null(), String)).join(merged, merged.id == identifier.patient_id)
+        .where(merged.merged_into_id == survivor))
+
+
+_ASKED, _CARRIED = "a", "c"
+_NOT_ACTIVE = frozenset({IdentifierStatus.MERGED, IdentifierStatus.INACTIVE})
+_PATIENT_KEYS = _patient_keys_statement()
 
 
 def _keys_for(context: _Context, name: str) -> tuple[str, ...] | None:
@@ -180,16 +202,27 @@ def _leaf_classes(session: Session, hits: Sequence[Hit], home: str | None) -> tu
     stored: dict[str, bytes] = {}
     uuids = [hit.uuid for hit in hits]
     for start in range(0, len(uuids), _FETCH_CHUNK):
-        chunk = uuids[start:start + _FETCH_CHUNK]
-        rows = session.execute(select(XdsObject.uuid, XdsObject.leaf_class).where(XdsObject.uuid.in_(chunk)))
+        rows = session.execute(_LEAF_CLASS_ROWS, {"uuids": uuids[start:start + _FETCH_CHUNK]})
         stored.update((uuid, bytes(leaf)) for uuid, leaf in rows)
-    elements = []
-    for uuid in uuids:
-        element = etree.fromstring(stored[uuid], _LEAF_PARSER)
-        if home and element.get("home") is None:
-            element.set("home", home)
-        elements.append(element)
+    elements = _parse_together([stored[uuid] for uuid in uuids])
+    if home:
+        for element in elements:
+            if element.get("home") is None:
+                element.set("home", home)
     return tuple(elements)
+
+
+_LEAF_CLASS_ROWS = select(XdsObject.uuid, XdsObject.leaf_class).where(
+    XdsObject.uuid.in_(bindparam("uuids", expanding=True)))
+
+
+def _parse_together(leaf_classes: Sequence[bytes]) -> list[etree._Element]:
+    """Parse stored LeafClass bytes in one parser call (a quarter cheaper than one call each); each declares its
+    namespaces on its root, so they can be concatenated. The bytes are the registry's own, not peer input."""
+    if not leaf_classes:
+        return []
+    wrapper = etree.fromstring(b"<stored>" + b"".join(leaf_classes) + b"</stored>", _LEAF_PARSER)
+    return list(wrapper)
 
 
 # ---------------------------------------------------------------------------------------------- filters
@@ -231,7 +264,13 @@ def _authors(uuid_column, patterns) -> list:  # type: ignore[no-untyped-def]
 
 
 def _in(column, values) -> list:  # type: ignore[no-untyped-def]
-    return [column.in_(values)] if values is not None else []
+    return [_one_of(column, values)] if values is not None else []
+
+
+def _one_of(column, values):  # type: ignore[no-untyped-def]
+    """``column IN (values)`` as one expanding parameter: cheaper to build than a parameter per value, and one
+    cached compiled form whatever the number of values."""
+    return column.in_(bindparam(None, list(values), expanding=True, type_=column.type))
 
 
 def _availability(column, values) -> list:  # type: ignore[no-untyped-def]
@@ -287,7 +326,7 @@ def _find_documents(context: _Context, patients: tuple[str, ...] | None) -> list
     if patients is not None:
         if not patients:
             return []
-        conditions.append(de.patient_key.in_(patients))
+        conditions.append(_one_of(de.patient_key, patients))
     reference_ids = context.param("$XDSDocumentEntryReferenceIdList")
     if reference_ids is not None:
         conditions.append(exists().where(XdsReferenceId.object_uuid == de.uuid,

@@ -7,9 +7,10 @@ pass that found any. All reads happen before the first write, and the caller own
 it rolls back, on success it commits, so a submission is all or nothing and invisible until committed.
 
 Patient identity policy: with an affinity domain configured (``--affinity-domain``), a patientId is accepted
-only when the identity feed made it known, active and not subsumed in that assigning authority
-(``IdentityStore.is_known_in_domain``). With none configured, the id must still be known to the identity store
-in its own assigning authority, active and not subsumed: a registry never accepts a patient nobody fed.
+only when the identity feed made it known, active and not subsumed in that assigning authority (read in the
+same statement as the registry lookups, :mod:`.lookup`). With none configured, the id must still be known to
+the identity store in its own assigning authority, active and not subsumed: a registry never accepts a patient
+nobody fed.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from ..errors import (UNRESOLVED_REFERENCE_EXCEPTION, XDS_DUPLICATE_UNIQUE_ID_IN
                       registry_response)
 from ..model import Association, DocumentEntry, Folder, RegistryObject, Submission, SubmissionSet
 from ..validation import Sender, object_location, validate_submission
-from .checks import PatientMatcher, dtm, patient_problem, raise_errors, registry_has_member
-from .store import NewObject, RegistryStore, StoredObject, kind_of, leaf_class_bytes
+from .checks import PatientMatcher, dtm, judge_patient, raise_errors, registry_has_member, usable_patient
+from .lookup import RegistrationLookup, look_up
+from .store import NewObject, RegistryStore, StoredEntry, StoredObject, kind_of, leaf_class_bytes
 from .tables import ObjectKind
 
 __all__ = ["RegistrySettings", "DocumentRegistry", "patient_key", "RELATIONSHIP_TYPES", "REPLACING_TYPES"]
@@ -166,10 +168,13 @@ class _Registration:
 
     def check(self) -> None:
         submitted_uuids = [uuid for uuid in self.submitted if uuid not in self.fresh_ids]
-        self.registered = self.store.find([*submitted_uuids, *self._referenced_ids()])
+        patient, patient_refusal = usable_patient(self.patient_id, self.settings.affinity_domain)
+        found = look_up(self.session, [*submitted_uuids, *self._referenced_ids()], self._unique_ids(), patient)
+        self.registered = found.by_uuid
         self._check_new_ids()
-        self._check_patient()
-        self._check_unique_ids()
+        self._check_patient(patient_refusal or judge_patient(found.patient_state, self.settings.affinity_domain,
+                                                             subsumed_advice="; submit under the surviving id"))
+        self._check_unique_ids(found)
         for association in self.submission.associations:
             self._check_association(association)
         raise_errors(self.errors)
@@ -184,22 +189,22 @@ class _Registration:
                 self.errors.append(_metadata_error(obj, f"entryUUID {uuid} is already registered; a submission "
                                                         "creates new objects, each with a new id"))
 
-    def _check_patient(self) -> None:
-        problem = patient_problem(self.identities, self.patient_id, self.settings.affinity_domain,
-                                  subsumed_advice="; submit under the surviving id")
+    def _unique_ids(self) -> list[str]:
+        return [obj.unique_id for obj in (self.submission_set, *self.submission.entries, *self.submission.folders)
+                if obj.unique_id]
+
+    def _check_patient(self, problem: str | None) -> None:
         if problem is not None:
             self.errors.append(RegistryError(
                 error_code=XDS_UNKNOWN_PATIENT_ID, code_context=f"patientId {self.patient_id} {problem}",
                 location=f"RegistryPackage[@id='{self.submission_set.entry_uuid}']/patientId"))
 
-    def _check_unique_ids(self) -> None:
-        """One query for every uniqueId; hash and size are read only when a DocumentEntry's is reused."""
+    def _check_unique_ids(self, found: RegistrationLookup) -> None:
+        """Registered holders of the submitted uniqueIds (read by :func:`look_up`, with hash and size)."""
         entries = {e.unique_id: e for e in self.submission.entries if e.unique_id}
         packages = {p.unique_id: p for p in (self.submission_set, *self.submission.folders) if p.unique_id}
-        holders = self.store.by_unique_ids([*entries, *packages])
-        reused = [h.unique_id for h in holders if h.kind == ObjectKind.DOCUMENT_ENTRY and h.unique_id in entries]
-        self._check_reused_entries(entries, reused)
-        for stored in holders:
+        self._check_reused_entries(entries, [stored for stored in found.entries if stored.unique_id in entries])
+        for stored in found.holders:
             if stored.kind in (ObjectKind.SUBMISSION_SET, ObjectKind.FOLDER) and stored.unique_id in packages:
                 package = packages[stored.unique_id]
                 self.errors.append(RegistryError(
@@ -208,11 +213,9 @@ class _Registration:
                                  f"already used by registered object {stored.uuid}",
                     location=object_location(package) + "/uniqueId"))
 
-    def _check_reused_entries(self, entries: Mapping[str, DocumentEntry], reused: list[str | None]) -> None:
+    def _check_reused_entries(self, entries: Mapping[str, DocumentEntry], reused: list[StoredEntry]) -> None:
         """A DocumentEntry uniqueId may be registered again only with the same hash and size."""
-        if not reused:
-            return
-        for stored in self.store.entries_by_unique_ids(uid for uid in reused if uid):
+        for stored in reused:
             entry = entries[stored.unique_id]
             if (entry.hash or "").lower() != (stored.hash or ""):
                 self.errors.append(self._unique_id_error(XDS_NON_IDENTICAL_HASH, entry, "hash", entry.hash,

@@ -10,16 +10,20 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from lxml import etree
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from ...identity.cx import CX, CXError
-from ...identity.store import IdentifierState, IdentityStore
+from ...identity.store import IdentityStore
+from ...identity.tables import IdentifierStatus, Patient, PatientIdentifier, PatientStatus
 from ...ns import RIM, qn
 from .. import constants as c
 from ..ebrim import new_uuid
 from ..errors import RegistryError, XdsError
 from ..model import Association
 
-__all__ = ["raise_errors", "patient_problem", "PatientMatcher", "registry_has_member", "dtm"]
+__all__ = ["raise_errors", "patient_problem", "usable_patient", "identifier_state", "judge_patient",
+           "PatientMatcher", "registry_has_member", "dtm"]
 
 
 def raise_errors(problems: Iterable[RegistryError]) -> None:
@@ -29,30 +33,57 @@ def raise_errors(problems: Iterable[RegistryError]) -> None:
         raise XdsError.from_errors([p for p in problems if p.is_error] + [p for p in problems if not p.is_error])
 
 
-def patient_problem(identities: IdentityStore, patient_id: str, domain: str | None, *,
-                    subsumed_advice: str = "") -> str | None:
-    """Why ``patient_id`` is not acceptable (unusable, other domain, unknown, merged away, inactive), or None.
-
-    With an affinity domain the id must be known, active and not subsumed in that assigning authority; with none
-    it must still be known to the identity store: a registry never accepts a patient nobody fed.
-    ``subsumed_advice`` ends the message of a merged-away id (ITI-42 tells to use the surviving id).
-    """
+def usable_patient(patient_id: str, domain: str | None) -> tuple[CX | None, str | None]:
+    """The parsed id, or why it cannot be accepted before any lookup (unusable, other affinity domain)."""
     try:
         cx = CX.from_xds(patient_id)
     except CXError as exc:
-        return f"is not a usable XDS patient id ({exc})"
+        return None, f"is not a usable XDS patient id ({exc})"
     if domain is not None and cx.universal_id != domain:
-        return f"is not from the affinity domain's assigning authority {domain}"
-    if domain is not None and identities.is_known_in_domain(cx, domain):
-        return None
-    resolved = identities.resolve(cx)
-    if resolved is None:
+        return None, f"is not from the affinity domain's assigning authority {domain}"
+    return cx, None
+
+
+_IDENTIFIER_STATE = (
+    select(PatientIdentifier.status.label("identifier_status"), Patient.status.label("patient_status"))
+    .join(Patient, Patient.id == PatientIdentifier.patient_id)
+    .where(PatientIdentifier.authority_key == bindparam("authority"), PatientIdentifier.value == bindparam("value")))
+"""The identity feed's word on one identifier, built once (the identity tables, read with our own SQL: one
+indexed lookup on the (authority_key, value) unique key)."""
+
+
+def identifier_state(session: Session, cx: CX) -> tuple[str, str] | None:
+    """(identifier status, patient status) of ``cx``, or None when the feed never registered it."""
+    row = session.execute(_IDENTIFIER_STATE, {"authority": cx.authority_key, "value": cx.id}).first()
+    return (row.identifier_status, row.patient_status) if row is not None else None
+
+
+def judge_patient(state: tuple[str, str] | None, domain: str | None, *, subsumed_advice: str = "") -> str | None:
+    """Why an identifier in ``state`` (see :func:`identifier_state`) is refused, or None.
+
+    Known, active and not subsumed is accepted, in the affinity domain's authority or -- with none configured --
+    its own: a registry never accepts a patient nobody fed. ``subsumed_advice`` ends the message of a merged-away
+    id (ITI-42 tells to use the surviving id).
+    """
+    if state is None:
         return "is unknown: the patient identity feed has not registered it"
-    if resolved.state is IdentifierState.SUBSUMED:
+    identifier_status, patient_status = state
+    if identifier_status == IdentifierStatus.MERGED or patient_status == PatientStatus.MERGED:
         return "was merged into another patient (subsumed)" + subsumed_advice
-    if not resolved.is_active:
+    if identifier_status == IdentifierStatus.INACTIVE:
         return "is no longer active in the patient identity source"
+    if identifier_status == IdentifierStatus.ACTIVE and patient_status == PatientStatus.ACTIVE:
+        return None
     return None if domain is None else "is not a known, active identifier of the affinity domain"
+
+
+def patient_problem(session: Session, patient_id: str, domain: str | None, *,
+                    subsumed_advice: str = "") -> str | None:
+    """Why ``patient_id`` is not acceptable (unusable, other domain, unknown, merged away, inactive), or None."""
+    cx, problem = usable_patient(patient_id, domain)
+    if cx is None:
+        return problem
+    return judge_patient(identifier_state(session, cx), domain, subsumed_advice=subsumed_advice)
 
 
 class PatientMatcher:

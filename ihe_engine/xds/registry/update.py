@@ -259,7 +259,7 @@ class _Update:
                                           "registered; every submitted object, new versions included, needs a new id"))
 
     def _check_patient(self) -> None:
-        problem = patient_problem(self.identities, self.submission_set.patient_id or "",
+        problem = patient_problem(self.session, self.submission_set.patient_id or "",
                                    self.settings.affinity_domain)
         if problem is not None:
             self.errors.append(_error(XDS_UNKNOWN_PATIENT_ID, self.submission_set,

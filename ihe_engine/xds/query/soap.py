@@ -16,6 +16,7 @@ from lxml import etree
 from ...audit import AuditRecord, Participant, ParticipantObject
 from ...ns import QUERY, RIM, RS, qn
 from ...soap.endpoint import Operation, SoapRequest, SoapResponse
+from ...xua.policy import apply_policy_to_query_response
 from ..constants import RESPONSE_FAILURE, RESPONSE_SUCCESS
 from ..errors import XDS_UNKNOWN_STORED_QUERY, RegistryError, XdsError, registry_error_list_element
 from ..soap_common import patient_object
@@ -78,8 +79,10 @@ def _handle(runtime: Any, settings: QuerySettings, transaction: str, soap_reques
         _check_transaction(request.definition, transaction)
         with runtime.uow(readonly=True) as uow:
             result = answer_query(request, uow, settings)
+            visible = apply_policy_to_query_response(runtime, soap_request, result.objects, uow.session,
+                                                     transaction=transaction).objects
         errors = request.warnings
-        body = adhoc_query_response(RESPONSE_SUCCESS, result.objects, errors=errors, request_id=request.request_id)
+        body = adhoc_query_response(RESPONSE_SUCCESS, visible, errors=errors, request_id=request.request_id)
     except XdsError as refusal:
         errors = refusal.errors
         body = adhoc_query_response(RESPONSE_FAILURE, (), errors=errors, request_id=payload.get("id"))
@@ -133,7 +136,8 @@ def _participants(runtime: Any, soap_request: SoapRequest) -> tuple[Participant,
     host = soap_request.peer.rsplit(":", 1)[0] or None
     reply_to = soap_request.addressing.reply_to
     source_id = getattr(reply_to, "address", None) or _ANONYMOUS
-    source = Participant(user_id=source_id, is_requestor=True, role=_SOURCE_ROLE, network_access_point=host)
+    source = Participant(user_id=source_id, is_requestor=True, role=_SOURCE_ROLE, network_access_point=host,
+                         user_name=soap_request.user_alias)
     destination = Participant(user_id=soap_request.addressing.to or soap_request.endpoint,
                               is_requestor=False, role=_DESTINATION_ROLE,
                               alternative_user_id=getattr(runtime, "process_id", None),

@@ -15,14 +15,14 @@ No SOAP here: :mod:`.soap` turns requests into these calls and the results into 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 from lxml import etree
-from sqlalchemy import event, func, select
+from sqlalchemy import bindparam, event, func, insert, select, update
 
 from ...ns import LCM, RIM, XDS, qn
 from ...soap.mtom import Attachment, binary_content
@@ -230,7 +230,8 @@ class _Stored:
 
     entry: DocumentEntry
     blob: StoredBlob
-    existing: RepositoryDocument | None = None
+    existing: Any = None
+    """The stored row under the same uniqueId (a Core row with the table's columns), if any."""
 
 
 class DocumentRepository:
@@ -297,7 +298,7 @@ class DocumentRepository:
         """Submitted hash/size against the bytes (XDSRepositoryMetadataError), then against a document already
         stored under the same uniqueId (XDSNonIdenticalHash/Size; an identical one is accepted)."""
         errors = [error for item in stored for error in _submitted_value_errors(item)]
-        existing = _rows_by_unique_id(uow, [item.entry.unique_id or "" for item in stored])
+        existing = _stored_rows(uow, [item.entry.unique_id or "" for item in stored])
         for item in stored:
             row = existing.get(item.entry.unique_id or "")
             if row is not None and not row.removed:
@@ -325,19 +326,23 @@ class DocumentRepository:
         return sor
 
     def _save_rows(self, stored: Sequence[_Stored], uow: Any) -> None:
+        """New document rows in one multi-row INSERT, removed ones brought back by UPDATE (Core: no ORM flush)."""
+        new_rows, revived = [], []
         for item in stored:
             row = item.existing
             if row is not None and not row.removed:
                 continue  # an identical resubmission: the document is already here
-            if row is None:
-                row = RepositoryDocument(document_unique_id=item.entry.unique_id)
-                uow.session.add(row)
-            row.repository_unique_id = self.repository_unique_id
-            row.sha256, row.sha1, row.size = item.blob.sha256, item.blob.sha1, item.blob.size
-            row.mime_type = item.entry.mime_type or "application/octet-stream"
-            row.home_community_id = item.entry.home or self.settings.home_community_id
-            row.removed = False
-        uow.session.flush()
+            values = dict(document_unique_id=item.entry.unique_id, repository_unique_id=self.repository_unique_id,
+                          sha256=item.blob.sha256, sha1=item.blob.sha1, size=item.blob.size,
+                          mime_type=item.entry.mime_type or "application/octet-stream",
+                          home_community_id=item.entry.home or self.settings.home_community_id, removed=False)
+            (new_rows if row is None else revived).append(values)
+        if new_rows:
+            uow.session.execute(_INSERT_DOCUMENT, new_rows)  # created_at: the column's default
+        for values in revived:
+            uow.session.execute(update(RepositoryDocument)
+                                .where(RepositoryDocument.document_unique_id == values.pop("document_unique_id"))
+                                .values(**values).execution_options(synchronize_session=False))
 
     def _register(self, sor: etree._Element, registered: Submission, stored: Sequence[_Stored],
                   uow: Any) -> RegistryResponse:
@@ -375,9 +380,14 @@ class DocumentRepository:
 
     # --------------------------------------------------------------------------------------------- ITI-43
 
-    def retrieve(self, document_requests: Sequence[DocumentRequest], uow: Any) -> RetrieveResult:
-        """Each request found gives a document, each other one a RegistryError (Success/PartialSuccess/Failure)."""
-        rows = _rows_by_unique_id(uow, [request.document_unique_id for request in document_requests])
+    def retrieve(self, document_requests: Sequence[DocumentRequest], uow: Any, *,
+                 hidden: Collection[str] = ()) -> RetrieveResult:
+        """Each request found gives a document, each other one a RegistryError (Success/PartialSuccess/Failure).
+
+        ``hidden``: uniqueIds the access policy refuses this requester, answered exactly as unknown documents so
+        that their existence does not leak."""
+        rows = _rows_by_unique_id(uow, [request.document_unique_id for request in document_requests
+                                        if request.document_unique_id not in hidden])
         errors: list[RegistryError] = []
         found: list[RetrievedDocument] = []
         for request in document_requests:
@@ -502,6 +512,20 @@ def _rows_by_unique_id(uow: Any, unique_ids: Sequence[str]) -> dict[str, Reposit
         return {}
     query = select(RepositoryDocument).where(RepositoryDocument.document_unique_id.in_(wanted))
     return {row.document_unique_id: row for row in uow.session.scalars(query)}
+
+
+def _stored_rows(uow: Any, unique_ids: Sequence[str]) -> dict[str, Any]:
+    """ITI-41's read of the rows under its uniqueIds: read-only Core rows (the table's columns), no ORM load."""
+    wanted = sorted(set(unique_ids))
+    if not wanted:
+        return {}
+    return {row.document_unique_id: row for row in uow.session.execute(_DOCUMENTS_BY_UNIQUE_ID, {"ids": wanted})}
+
+
+_DOCUMENT_TABLE = RepositoryDocument.__table__
+_INSERT_DOCUMENT = insert(_DOCUMENT_TABLE)
+_DOCUMENTS_BY_UNIQUE_ID = select(_DOCUMENT_TABLE).where(
+    _DOCUMENT_TABLE.c.document_unique_id.in_(bindparam("ids", expanding=True)))
 
 
 def _unreferenced(uow: Any, sha256s: Iterable[str]) -> list[str]:

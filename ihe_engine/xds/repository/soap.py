@@ -18,6 +18,7 @@ from ...ns import RMD, RS, XDS, qn
 from ...soap.endpoint import Operation, SoapRequest, SoapResponse
 from ...soap.fault import SENDER, SoapFault
 from ...soap.mtom import OutgoingAttachment, new_content_id, xop_include
+from ...xua.policy import check_retrieve
 from .. import constants as c
 from ..ebrim import parse_submission
 from ..errors import RegistryResponse, XdsError, registry_response, registry_response_element
@@ -119,7 +120,9 @@ class _Handlers:
         _expect(request, (_RETRIEVE,))
         document_requests = parse_document_requests(request.payload)
         with self.runtime.uow(readonly=True) as uow:
-            result = self.repository.retrieve(document_requests, uow)
+            access = check_retrieve(self.runtime, request,
+                                    [item.document_unique_id for item in document_requests], uow.session)
+            result = self.repository.retrieve(document_requests, uow, hidden=frozenset(access.denied))
         _audit_retrieve(self.runtime, request, result)
         body, attachments = retrieve_response_element(result)
         return SoapResponse(body=body, attachments=attachments)
@@ -159,7 +162,7 @@ def _requestor(request: SoapRequest) -> Participant:
     reply_to = request.addressing.reply_to
     user = getattr(reply_to, "address", None) or request.peer
     return Participant(user_id=user, is_requestor=True, role=SOURCE_ROLE,
-                       network_access_point=request.peer.rsplit(":", 1)[0])
+                       network_access_point=request.peer.rsplit(":", 1)[0], user_name=request.user_alias)
 
 
 def _this_endpoint(request: SoapRequest, *, requestor: bool = False, role=DESTINATION_ROLE) -> Participant:
@@ -209,7 +212,7 @@ def _audit_retrieve(runtime: Any, request: SoapRequest, result: RetrieveResult) 
 def _requestor_as_destination(request: SoapRequest) -> Participant:
     requestor = _requestor(request)
     return Participant(user_id=requestor.user_id, is_requestor=True, role=DESTINATION_ROLE,
-                       network_access_point=requestor.network_access_point)
+                       network_access_point=requestor.network_access_point, user_name=requestor.user_name)
 
 
 def _audit_remove(runtime: Any, request: SoapRequest, document_requests: Sequence[DocumentRequest],

@@ -8,6 +8,6 @@
 - :mod:`.fhir`, :mod:`.cli`: AuditEvent (ITI-81 style) mapping and search parameters; ``ihe-engine audit``.
 """
 
-from .hook import AuditHook, AuditRecord, Participant, ParticipantObject, SECURITY_ALERT
+from .hook import DESTINATION_ROLE, SECURITY_ALERT, SOURCE_ROLE, AuditHook, AuditRecord, Participant, ParticipantObject
 
-__all__ = ["AuditHook", "AuditRecord", "Participant", "ParticipantObject", "SECURITY_ALERT"]
+__all__ = ["AuditHook", "AuditRecord", "Participant", "ParticipantObject", "SECURITY_ALERT", "SOURCE_ROLE", "DESTINATION_ROLE"]

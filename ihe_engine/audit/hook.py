@@ -16,7 +16,7 @@ import pluggy
 
 from ..plugins import create_plugin_manager
 
-__all__ = ["AuditRecord", "Participant", "ParticipantObject", "AuditHook", "SECURITY_ALERT", "Code"]
+__all__ = ["AuditRecord", "Participant", "ParticipantObject", "AuditHook", "SECURITY_ALERT", "SOURCE_ROLE", "DESTINATION_ROLE", "Code"]
 
 log = logging.getLogger("ihe_engine.audit")
 
@@ -24,6 +24,8 @@ Code = tuple[str, str, str]
 """A coded value: (code, codeSystemName, displayName)."""
 
 SECURITY_ALERT: Code = ("110113", "DCM", "Security Alert")
+SOURCE_ROLE: Code = ("110153", "DCM", "Source")
+DESTINATION_ROLE: Code = ("110152", "DCM", "Destination")
 
 
 @dataclass(frozen=True, kw_only=True)

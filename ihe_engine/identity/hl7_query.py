@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from ..audit import AuditRecord, Participant, ParticipantObject
+from ..audit import AuditRecord, ParticipantObject
+from ..audit.hl7v2 import hl7_request_participants
 from ..hl7v2.ack import ERROR_CODES, Hl7Error, hl7_timestamp, new_control_id
 from ..hl7v2.dispatch import Hl7Context
 from ..hl7v2.message import Message, Segment, escape
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["QueryRequest", "read_query", "build_rsp", "query_audit", "clean", "QUERY_EVENT"]
 
 QUERY_EVENT: "Code" = ("110112", "DCM", "Query")
-_SOURCE_ROLE = ("110153", "DCM", "Source")
-_DESTINATION_ROLE = ("110152", "DCM", "Destination")
 _PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
 _CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), 0x7F])
 _MINIMUM_VERSION = (2, 4)  # QBP exists from HL7 v2.4; the profiles use 2.5
@@ -115,15 +114,7 @@ def query_audit(context: Hl7Context, request: QueryRequest, *, event_type: "Code
                 outcome: int = 0, description: str | None = None) -> AuditRecord:
     """The ATNA record of one query (see the module docstring)."""
     header = context.message.header
-    runtime = context.runtime
-    source = Participant(user_id=f"{header.sending_facility}|{header.sending_application}", is_requestor=True,
-                         role=_SOURCE_ROLE, network_access_point=context.peer.rsplit(":", 1)[0] or None)
-    destination = Participant(
-        user_id=f"{header.receiving_facility or context.sending_facility}|"
-                f"{header.receiving_application or context.sending_application}",
-        is_requestor=False, role=_DESTINATION_ROLE,
-        alternative_user_id=runtime.process_id if runtime is not None else None,
-        network_access_point=runtime.node_name if runtime is not None else None)
+    source, destination = hl7_request_participants(context)
     control_id = header.control_id.encode()
     query = ParticipantObject(object_id=header.control_id, type_code=2, type_code_role=24, id_type=event_type,
                               query=request.qpd.to_text().encode(request.message.charset or "utf-8", "replace"),

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Iterable, Sequence
 
 from prometheus_client import Counter
@@ -41,13 +40,14 @@ from sqlalchemy.orm import Session
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import LoopingCall
 
-from ..audit import AuditRecord, Participant, ParticipantObject
+from ..audit import DESTINATION_ROLE, SOURCE_ROLE, AuditRecord, Participant, ParticipantObject
 from ..errors import ConfigurationError
 from ..hl7v2.ack import hl7_timestamp, new_control_id
 from ..hl7v2.message import DEFAULT_ENCODING, escape, parse
 from ..storage.repositories import QueueRepository
 from .cx import CX
 from .pid_segment import NameMode, build_pid
+from .outbox import LeasedOutbox, QueuedItem, load_consumer_table
 from .store import IdentityStore
 
 __all__ = ["PixConsumer", "load_consumers", "Iti10Notifier", "PixUpdateSender", "build_a31", "queue_name",
@@ -57,8 +57,6 @@ log = logging.getLogger("ihe_engine.identity.iti10")
 
 ITI10_EVENT_TYPE = ("ITI-10", "IHE Transactions", "PIX Update Notification")
 _PATIENT_RECORD = ("110110", "DCM", "Patient Record")
-_SOURCE_ROLE = ("110153", "DCM", "Source")
-_DESTINATION_ROLE = ("110152", "DCM", "Destination")
 _PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
 _ACCEPTED = frozenset({"AA", "CA"})
 
@@ -105,14 +103,7 @@ class PixConsumer:
 
 def load_consumers(settings: Any) -> list[PixConsumer]:
     """``[[pix_consumers]]`` from the config file (none: ITI-10 is off)."""
-    entries = (getattr(settings, "extra", None) or {}).get("pix_consumers", [])
-    if not isinstance(entries, list):
-        raise ConfigurationError("pix_consumers must be an array of tables ([[pix_consumers]])")
-    consumers = [PixConsumer.from_config(entry) for entry in entries]
-    names = [consumer.name for consumer in consumers]
-    if len(set(names)) != len(names):
-        raise ConfigurationError(f"pix consumer names must be unique: {names}")
-    return consumers
+    return load_consumer_table(settings, "pix_consumers", PixConsumer.from_config)
 
 
 def queue_name(consumer: PixConsumer) -> str:
@@ -154,13 +145,6 @@ class Iti10Notifier:
                         sending_facility=self.sending_facility))
 
 
-@dataclass(frozen=True)
-class _Item:
-    id: int
-    payload: bytes
-    attempts: int
-
-
 class PixUpdateSender:
     """Drains every consumer's queue (see the module docstring); ``start``/``stop`` on the reactor thread."""
 
@@ -170,9 +154,9 @@ class PixUpdateSender:
         if any(consumer.tls for consumer in consumers) and tls_config is None:
             raise ConfigurationError("a PIX consumer over TLS needs --tls-cert, --tls-key and --tls-ca")
         self.runtime, self.consumers, self.tls_config = runtime, tuple(consumers), tls_config
-        self.batch, self.retry_backoff, self.max_backoff = batch, retry_backoff, max_backoff
-        self.poll_interval, self.lease, self.answer_timeout = poll_interval, timedelta(seconds=lease), answer_timeout
-        self.worker = f"{runtime.node_name}:{runtime.process_id}:{id(self):x}"[-128:]
+        self.outbox = LeasedOutbox(runtime, batch=batch, lease=lease, retry_backoff=retry_backoff,
+                                   max_backoff=max_backoff)
+        self.poll_interval, self.answer_timeout = poll_interval, answer_timeout
         self._connections: dict[str, Any] = {}
         self._busy: dict[str, Any] = {}
         self._loop: LoopingCall | None = None
@@ -211,23 +195,23 @@ class PixUpdateSender:
     @inlineCallbacks
     def _drain(self, consumer: PixConsumer):  # type: ignore[no-untyped-def]
         while True:
-            items = yield self.runtime.run_blocking(self._claim, consumer)
+            items = yield self.runtime.run_blocking(self.outbox.claim, queue_name(consumer))
             if not items:
                 return
             for position, item in enumerate(items):
                 code, error = yield self._exchange(consumer, item)
                 if code in _ACCEPTED:
-                    yield self.runtime.run_blocking(self._done, item.id)
+                    yield self.runtime.run_blocking(self.outbox.done, item.id)
                     SENT.labels(consumer.name).inc()
                     continue
                 FAILED.labels(consumer.name).inc()
                 log.warning("ITI-10 to %s (%s:%s) not accepted, retried later: %s", consumer.name, consumer.host,
                             consumer.port, error)
-                yield self.runtime.run_blocking(self._retry, items[position:], error)
+                yield self.runtime.run_blocking(self.outbox.retry, items[position:], error)
                 return
 
     @inlineCallbacks
-    def _exchange(self, consumer: PixConsumer, item: _Item):  # type: ignore[no-untyped-def]
+    def _exchange(self, consumer: PixConsumer, item: QueuedItem):  # type: ignore[no-untyped-def]
         """(MSA-1 or None, error text); audits every answered exchange."""
         try:
             client = yield self._connection(consumer)
@@ -263,7 +247,7 @@ class PixUpdateSender:
         if client is not None and client._lost_reason is None:
             client.transport.abortConnection()
 
-    def _audit(self, consumer: PixConsumer, item: _Item, code: str | None) -> None:
+    def _audit(self, consumer: PixConsumer, item: QueuedItem, code: str | None) -> None:
         try:
             message = parse(item.payload)
         except Exception:  # our own message: cannot happen, but an audit must never stop the sender
@@ -279,34 +263,12 @@ class PixUpdateSender:
             outcome_description=f"the consumer answered {code}" if refused else None,
             participants=(
                 Participant(user_id=f"{header.sending_facility}|{header.sending_application}", is_requestor=True,
-                            role=_SOURCE_ROLE, alternative_user_id=self.runtime.process_id,
+                            role=SOURCE_ROLE, alternative_user_id=self.runtime.process_id,
                             network_access_point=self.runtime.node_name),
                 Participant(user_id=f"{header.receiving_facility}|{header.receiving_application}",
-                            is_requestor=False, role=_DESTINATION_ROLE, network_access_point=consumer.host)),
+                            is_requestor=False, role=DESTINATION_ROLE, network_access_point=consumer.host)),
             objects=objects, transaction="ITI-10")
         self.runtime.audit.emit(record)
-
-    # ---- database side (thread pool)
-
-    def _claim(self, consumer: PixConsumer) -> list[_Item]:
-        with self.runtime.uow() as uow:
-            rows = uow.queue.claim(queue_name(consumer), self.worker, limit=self.batch, lease=self.lease)
-            items = [_Item(id=row.id, payload=bytes(row.payload), attempts=row.attempts) for row in rows]
-            uow.commit()
-        return items
-
-    def _done(self, item_id: int) -> None:
-        with self.runtime.uow() as uow:
-            uow.queue.done([item_id])
-            uow.commit()
-
-    def _retry(self, items: list[_Item], error: str) -> None:
-        """The failed item and the rest of its batch, again after the same delay (their order kept)."""
-        backoff = timedelta(seconds=min(self.retry_backoff * 2 ** min(items[0].attempts, 30), self.max_backoff))
-        with self.runtime.uow() as uow:
-            for item in items:
-                uow.queue.retry(item.id, error, backoff=backoff)
-            uow.commit()
 
 
 def _acknowledgment(raw: bytes) -> tuple[str | None, str]:

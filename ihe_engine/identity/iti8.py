@@ -68,7 +68,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Iterable
 
-from ..audit import AuditRecord, Participant, ParticipantObject
+from ..audit import AuditRecord, ParticipantObject
+from ..audit.hl7v2 import hl7_request_participants
 from ..errors import ConfigurationError, TransactionError
 from ..hl7v2.ack import Hl7Error
 from ..hl7v2.dispatch import Hl7Context, Hl7Route
@@ -94,8 +95,6 @@ FEED_EVENTS = {"A01": "C", "A04": "C", "A05": "C", "A08": "U"}
 MERGE_EVENT = "A40"
 LINK_EVENT, UNLINK_EVENT, CHANGE_EVENT = "A24", "A37", "A47"
 
-_SOURCE_ROLE = ("110153", "DCM", "Source")
-_DESTINATION_ROLE = ("110152", "DCM", "Destination")
 _PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
 _REFUSED, _ROLLED_BACK = 4, 8
 
@@ -441,15 +440,7 @@ def _same(segment: Segment, text: str, cx: CX) -> bool:
 def _record(context: Hl7Context, action: str, patient_id: str, refusal: TransactionError | None = None
             ) -> AuditRecord:
     header = context.message.header
-    runtime = context.runtime
-    source = Participant(user_id=f"{header.sending_facility}|{header.sending_application}", is_requestor=True,
-                         role=_SOURCE_ROLE, network_access_point=context.peer.rsplit(":", 1)[0] or None)
-    destination = Participant(
-        user_id=f"{header.receiving_facility or context.sending_facility}|"
-                f"{header.receiving_application or context.sending_application}",
-        is_requestor=False, role=_DESTINATION_ROLE,
-        alternative_user_id=runtime.process_id if runtime is not None else None,
-        network_access_point=runtime.node_name if runtime is not None else None)
+    source, destination = hl7_request_participants(context)
     patient = ParticipantObject(object_id=patient_id, type_code=1, type_code_role=1, id_type=_PATIENT_NUMBER,
                                 details=(("MSH-10", header.control_id.encode()),))
     return AuditRecord(event_id=PATIENT_RECORD, action=action, event_types=(ITI8_EVENT_TYPE,),

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Iterable, Sequence
 
 import requests
@@ -47,6 +46,7 @@ from ...errors import ConfigurationError
 from ...ns import HL7V3
 from ...soap.client import read_response, request_envelope
 from ...storage.repositories import QueueRepository
+from ..outbox import LeasedOutbox, QueuedItem, load_consumer_table
 from ..cx import CX
 from ..store import IdentityStore
 from .build import expressible, update_notification
@@ -97,14 +97,7 @@ class PixV3Consumer:
 
 def load_v3_consumers(settings: Any) -> list[PixV3Consumer]:
     """``[[pixv3_consumers]]`` from the config file (none: ITI-46 is off)."""
-    entries = (getattr(settings, "extra", None) or {}).get("pixv3_consumers", [])
-    if not isinstance(entries, list):
-        raise ConfigurationError("pixv3_consumers must be an array of tables ([[pixv3_consumers]])")
-    consumers = [PixV3Consumer.from_config(entry) for entry in entries]
-    names = [consumer.name for consumer in consumers]
-    if len(set(names)) != len(names):
-        raise ConfigurationError(f"pixv3 consumer names must be unique: {names}")
-    return consumers
+    return load_consumer_table(settings, "pixv3_consumers", PixV3Consumer.from_config)
 
 
 def manager_device(settings: Any) -> InstanceId:
@@ -176,13 +169,6 @@ def start_sender(runtime: Any) -> "PixV3UpdateSender | None":
 
 # -- send ----------------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Item:
-    id: int
-    payload: bytes
-    attempts: int
-
-
 class PixV3UpdateSender:
     """Drains every consumer's queue (see the module docstring); ``start``/``stop`` on the reactor thread."""
 
@@ -190,10 +176,10 @@ class PixV3UpdateSender:
                  retry_backoff: float = 1.0, max_backoff: float = 300.0, poll_interval: float = 1.0,
                  lease: float = 60.0, timeout: float = 10.0, session: requests.Session | None = None) -> None:
         self.runtime, self.consumers = runtime, tuple(consumers)
-        self.batch, self.retry_backoff, self.max_backoff = batch, retry_backoff, max_backoff
-        self.poll_interval, self.lease, self.timeout = poll_interval, timedelta(seconds=lease), timeout
+        self.outbox = LeasedOutbox(runtime, batch=batch, lease=lease, retry_backoff=retry_backoff,
+                                   max_backoff=max_backoff)
+        self.poll_interval, self.timeout = poll_interval, timeout
         self.http = session or requests.Session()
-        self.worker = f"{getattr(runtime, 'node_name', '')}:{getattr(runtime, 'process_id', '')}:{id(self):x}"[-128:]
         self._busy: set[str] = set()
         self._loop: LoopingCall | None = None
 
@@ -222,40 +208,20 @@ class PixV3UpdateSender:
         """Blocking: send the consumer's pending items in order until one fails; returns how many were accepted."""
         sent = 0
         while True:
-            items = self._claim(consumer)
+            items = self.outbox.claim(queue_name(consumer))
             if not items:
                 return sent
             for position, item in enumerate(items):
                 code, error = self._exchange(consumer, item)
                 if code in _ACCEPTED:
-                    self._done(item.id)
+                    self.outbox.done(item.id)
                     sent += 1
                     continue
                 log.warning("ITI-46 to %s (%s) not accepted, retried later: %s", consumer.name, consumer.url, error)
-                self._retry(items[position:], error)
+                self.outbox.retry(items[position:], error)
                 return sent
 
-    def _claim(self, consumer: PixV3Consumer) -> list[_Item]:
-        with self.runtime.uow() as uow:
-            claimed = [_Item(item.id, item.payload, item.attempts)
-                       for item in uow.queue.claim(queue_name(consumer), self.worker, limit=self.batch,
-                                                   lease=self.lease)]
-            uow.commit()
-        return claimed
-
-    def _done(self, item_id: int) -> None:
-        with self.runtime.uow() as uow:
-            uow.queue.done([item_id])
-            uow.commit()
-
-    def _retry(self, items: Sequence[_Item], error: str) -> None:
-        with self.runtime.uow() as uow:
-            for item in items:
-                backoff = min(self.retry_backoff * 2 ** item.attempts, self.max_backoff)
-                uow.queue.retry(item.id, error, backoff=timedelta(seconds=backoff))
-            uow.commit()
-
-    def _exchange(self, consumer: PixV3Consumer, item: _Item) -> tuple[str | None, str]:
+    def _exchange(self, consumer: PixV3Consumer, item: QueuedItem) -> tuple[str | None, str]:
         """(acknowledgement typeCode or None, error text); audits every answered exchange."""
         from ...xmlsafe import parse
 

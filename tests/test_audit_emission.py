@@ -21,7 +21,7 @@ from ihe_engine.audit.emission import (LOCAL_QUEUE, AuditSettings, Destination, 
                                        start_delivery)
 from ihe_engine.config import Settings
 from ihe_engine.errors import ConfigurationError
-from ihe_engine.plugins import create_plugin_manager
+from ihe_engine.plugins import create_plugin_manager, hookimpl
 from ihe_engine.runtime import Runtime
 from ihe_engine.storage import Database, UnitOfWork
 from ihe_engine.storage.blobstore import BlobStore
@@ -160,6 +160,46 @@ def test_write_in_the_callers_transaction_commits_or_rolls_back_with_it(database
         sink.write_in(uow.session, [patient_record(2)])
         uow.commit()
     assert outbox_count(database) == 1
+
+
+class Recorder:
+    """A second sink: what every other sink hears."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    @hookimpl
+    def ihe_audit_record(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+
+def test_emit_with_queues_records_in_the_transaction_of_the_work(database, reactor_thread, tmp_path, runtimes):
+    """Durable exactly when the work commits (nothing waits in memory); rolled-back work reports its failure."""
+    runtime, sink = make_runtime(database, reactor_thread, tmp_path, destinations=["local"])
+    runtimes.append((runtime, sink))
+    heard = Recorder()
+    runtime.audit.plugin_manager.register(heard)
+
+    with runtime.uow() as uow:
+        runtime.audit.emit_with(uow.session, [patient_record(1)])
+        uow.commit()
+    assert outbox_count(database) == 1  # committed with the work...
+    assert sink._unwritten == 0 and [r.outcome for r in heard.records] == [0]  # ...not by the writer thread
+
+    with runtime.uow() as uow:
+        kept, undone = patient_record(2), patient_record(3)
+        runtime.audit.emit_with(uow.session, [kept])
+        savepoint = uow.session.begin_nested()
+        runtime.audit.emit_with(uow.session, [undone])
+        savepoint.rollback()
+        uow.commit()
+    assert [(r.objects[0].object_id[:1], r.outcome) for r in heard.records[1:]] == [("3", 8), ("2", 0)]
+    assert sink.flush(WAIT)  # the rolled-back record went the in-memory way
+    assert outbox_count(database) == 3  # 1 and 2 with their work, 3 (rolled back) by the writer thread
+
+    with runtime.uow(readonly=True) as uow:  # a query's unit of work never commits: records go after it
+        runtime.audit.emit_with(uow.session, [patient_record(4)])
+    assert heard.records[-1].outcome == 8  # closed without commit: reported as not committed
 
 
 class Collector:

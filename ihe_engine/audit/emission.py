@@ -8,7 +8,8 @@ and destination) in one short transaction, at most ``flush_interval`` seconds af
 Durability window, stated honestly: a record is durable once the writer committed it, normally a few
 milliseconds after ``emit`` returned. A process killed inside that window (SIGKILL, power loss) loses the records
 emitted in it; a clean stop (SIGTERM) flushes them first. Records in the outbox survive any crash. An actor that
-needs a record committed with its own transaction can call :meth:`OutboxSink.write_in` with its session instead.
+needs a record committed with its own transaction uses ``runtime.audit.emit_with(session, records)``
+(:meth:`OutboxSink.ihe_audit_records_in_transaction` writes the rows in that transaction).
 
 Delivery: to the local Audit Record Repository by default (:class:`LocalDelivery`: outbox rows are claimed, stored
 with :func:`repository.ingest` under an idempotency key, and deleted, in one transaction -- exactly once, whatever
@@ -142,13 +143,21 @@ class OutboxSink:
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._in_transactions: dict[int, set[str]] = {}
+        """Records queued inside an actor's transaction, by identity, until it commits or rolls back."""
         self.on_written: list[Callable[[set[str]], None]] = []
         """Called from the writer thread after each commit with the queue names written."""
 
     @hookimpl
     def ihe_audit_record(self, record: AuditRecord) -> None:
         with self._lock:
-            self._unwritten += 1
+            queued = self._in_transactions.pop(id(record), None)
+            if queued is None:
+                self._unwritten += 1
+        if queued is not None:  # already in the outbox with its transaction, which has committed
+            self._notify(queued)
+            return
+        with self._lock:
             if self._thread is None:
                 self._start_locked()
         self._records.put(record)
@@ -160,6 +169,25 @@ class OutboxSink:
         rows = [row for record in records for row in self._rows(record)]
         if rows:
             session.connection().execute(insert(_QUEUE_ITEM), rows)
+
+    @hookimpl
+    def ihe_audit_records_in_transaction(self, session: Session, records: Sequence[AuditRecord]) -> bool:
+        """``AuditHook.emit_with``: the records join the caller's transaction; after its commit they arrive
+        through ``ihe_audit_record`` again, where they are only announced to the deliverers."""
+        queues = {destination.queue for destination in self.settings.destinations}
+        if not queues:
+            return False
+        self.write_in(session, records)
+        with self._lock:
+            for record in records:
+                self._in_transactions[id(record)] = queues
+        return True
+
+    @hookimpl
+    def ihe_audit_records_dropped(self, records: Sequence[AuditRecord]) -> None:
+        with self._lock:
+            for record in records:
+                self._in_transactions.pop(id(record), None)
 
     # ---- lifecycle
 
@@ -233,7 +261,9 @@ class OutboxSink:
                           error)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        queues = {row["queue"] for row in rows}
+        self._notify({row["queue"] for row in rows})
+
+    def _notify(self, queues: set[str]) -> None:
         for callback in list(self.on_written):
             try:
                 callback(queues)

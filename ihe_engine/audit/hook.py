@@ -8,15 +8,18 @@ business, registered as pluggy plugins implementing ``ihe_audit_record``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, Sequence
 
 import pluggy
 
 from ..plugins import create_plugin_manager
 
-__all__ = ["AuditRecord", "Participant", "ParticipantObject", "AuditHook", "SECURITY_ALERT", "SOURCE_ROLE", "DESTINATION_ROLE", "Code"]
+__all__ = ["AuditRecord", "Participant", "ParticipantObject", "AuditHook", "SECURITY_ALERT", "SOURCE_ROLE",
+           "DESTINATION_ROLE", "Code", "as_rolled_back", "ROLLED_BACK_OUTCOME"]
 
 log = logging.getLogger("ihe_engine.audit")
 
@@ -69,6 +72,17 @@ class AuditRecord:
             raise ValueError(f"EventOutcomeIndicator must be 0, 4, 8 or 12, not {self.outcome!r}")
 
 
+ROLLED_BACK_OUTCOME = 8
+
+
+def as_rolled_back(record: AuditRecord) -> AuditRecord:
+    """A record of work that was rolled back: a success becomes a serious failure saying so; a failure stays."""
+    if record.outcome != 0:
+        return record
+    return dataclasses.replace(record, outcome=ROLLED_BACK_OUTCOME,
+                               outcome_description="the change was rolled back, not committed")
+
+
 class AuditHook:
     """Hands each record to every registered sink; a failing sink is logged, never raised to the caller."""
 
@@ -85,6 +99,33 @@ class AuditHook:
             self._pm.hook.ihe_audit_record(record=record)
         except Exception:  # an audit sink must never break the transaction it observes
             log.exception("audit sink failed for event %s", record.event_id[0])
+
+    def emit_with(self, session: Any, records: Sequence[AuditRecord]) -> None:
+        """Records of the work done in ``session``, reported with its outcome.
+
+        A sink that can (the outbox) queues them inside that transaction, so they are durable exactly when the
+        work commits and no crash can lose them; every sink hears of them after the commit. If the work is rolled
+        back instead (its savepoint or the whole transaction), they are emitted as rolled back: a success that
+        did not happen is reported as the failure it became.
+        """
+        from ..storage.effects import after_commit
+        from ..storage.uow import is_readonly
+
+        records = list(records)
+        taken = not is_readonly(session) and bool(
+            self._pm.hook.ihe_audit_records_in_transaction(session=session, records=records))
+
+        def committed() -> None:
+            for record in records:
+                self.emit(record)
+
+        def rolled_back() -> None:
+            if taken:
+                self._pm.hook.ihe_audit_records_dropped(records=records)
+            for record in records:
+                self.emit(as_rolled_back(record))
+
+        after_commit(session, committed, rolled_back)
 
     def security_alert(self, *, description: str, peer: str, node: str, outcome: int = 4) -> None:
         """Report a node-authentication failure (ITI-19) as a Security Alert."""

@@ -65,7 +65,6 @@ with outcome 8 and a description saying so. A refusal emits outcome 4.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Iterable
 
 from ..audit import AuditRecord, ParticipantObject
@@ -74,14 +73,12 @@ from ..errors import ConfigurationError, TransactionError
 from ..hl7v2.ack import Hl7Error
 from ..hl7v2.dispatch import Hl7Context, Hl7Route
 from ..hl7v2.message import Message, Segment
-from ..storage.effects import after_commit
 from .cx import CX, HL7_NULL, CXError
 from .linking import CrossReferences, DefaultLinkingPolicy, LinkingPolicy, Notifier, load_linking_policy
 from .rules import IdentityIssue, IdentityRules, NoIdentityRules, load_identity_rules
 from .store import Demographics, FeedEvent, IdentityRefusal, Refusal
 
 if TYPE_CHECKING:
-    from ..audit import AuditHook
     from ..runtime import Runtime
     from ..storage import UnitOfWork
 
@@ -96,7 +93,7 @@ MERGE_EVENT = "A40"
 LINK_EVENT, UNLINK_EVENT, CHANGE_EVENT = "A24", "A37", "A47"
 
 _PATIENT_NUMBER = ("2", "RFC-3881", "Patient Number")
-_REFUSED, _ROLLED_BACK = 4, 8
+_REFUSED = 4
 
 
 class Iti8Feed:
@@ -451,21 +448,7 @@ def _record(context: Hl7Context, action: str, patient_id: str, refusal: Transact
 
 
 def _audit_after_commit(uow: "UnitOfWork", context: Hl7Context, records: list[AuditRecord]) -> None:
-    """Park ``records``: emitted once this message's work commits, or as failures if it is rolled back."""
+    """Report ``records`` with this message's work: queued in its transaction, rolled back with it."""
     if context.runtime is None:
         return
-    hook = context.runtime.audit
-    after_commit(uow.session, lambda: _emit_committed(hook, records), lambda: _emit_rolled_back(hook, records))
-
-
-def _emit_committed(hook: "AuditHook", records: list[AuditRecord]) -> None:
-    for record in records:
-        hook.emit(record)
-
-
-def _emit_rolled_back(hook: "AuditHook", records: list[AuditRecord]) -> None:
-    for record in records:
-        if record.outcome == 0:
-            record = dataclasses.replace(record, outcome=_ROLLED_BACK,
-                                         outcome_description="the change was rolled back, not committed")
-        hook.emit(record)
+    context.runtime.audit.emit_with(uow.session, records)

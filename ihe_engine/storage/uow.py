@@ -8,7 +8,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .repositories import ContinuationRepository, Hl7ExchangeRepository, QueueRepository
 
-__all__ = ["UnitOfWork"]
+__all__ = ["UnitOfWork", "is_readonly"]
+
+_READONLY = "ihe_engine.readonly"
 
 
 class UnitOfWork:
@@ -29,6 +31,7 @@ class UnitOfWork:
     def __enter__(self) -> "UnitOfWork":
         self.session = self._sessions()
         if self.readonly:
+            self.session.info[_READONLY] = True
             self.session.connection(execution_options=_readonly_options(self.session))
         self.hl7_exchanges = Hl7ExchangeRepository(self.session)
         self.queue = QueueRepository(self.session)
@@ -58,3 +61,8 @@ def _readonly_options(session: Session) -> dict:
     if session.get_bind().dialect.name == "sqlite":
         return {SQLITE_BEGIN_OPTION: "DEFERRED"}  # WAL: the snapshot is fixed at the first read
     return {"isolation_level": "REPEATABLE READ"}
+
+
+def is_readonly(session: Session) -> bool:
+    """Whether ``session`` belongs to a read-only unit of work (nothing it writes would ever be committed)."""
+    return bool(session.info.get(_READONLY))

@@ -112,8 +112,11 @@ class AuditHook:
         from ..storage.uow import is_readonly
 
         records = list(records)
-        taken = not is_readonly(session) and bool(
-            self._pm.hook.ihe_audit_records_in_transaction(session=session, records=records))
+        if is_readonly(session):  # a query changes nothing: its record holds whatever becomes of the session
+            for record in records:
+                self.emit(record)
+            return
+        taken = bool(self._pm.hook.ihe_audit_records_in_transaction(session=session, records=records))
 
         def committed() -> None:
             for record in records:

@@ -499,3 +499,56 @@ def test_iti8_benchmark_feeds_the_real_serve_and_every_answer_is_aa(tmp_path):
     db.dispose()
     assert exchanges == 2 * (10 + 2 * 60)  # every message recorded once: warm-up and two runs per size
     assert events["A08"] > 0 and events["A01"] == 300 + exchanges - events["A08"]
+
+
+# -- read-only routes -------------------------------------------------------------------------------------------
+
+class Reader:
+    """A query handler: counts the work committed so far and parks an after-commit effect."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool, int]] = []
+        self.committed: list[str] = []
+
+    def __call__(self, message, uow, context):
+        control_id = message.header.control_id
+        self.seen.append((control_id, uow.readonly, uow.queue.pending_count("work")))
+        after_commit(uow.session, lambda: self.committed.append(control_id))
+        return None
+
+
+def test_a_read_only_route_cannot_record_its_exchange():
+    with pytest.raises(ValueError, match="read-only"):
+        Hl7Route("QBP^Q23", Reader(), transaction="ITI-9", readonly=True)
+    assert Hl7Route("QBP^Q23", Reader(), transaction="ITI-9", readonly=True, record_exchange=False).readonly
+
+
+def test_a_read_only_message_cuts_the_batch_and_sees_what_arrived_before_it(runtime):
+    gate, work, reader = Gate(), Recorder(), Reader()
+    dispatcher = dispatcher_for(runtime, [
+        Hl7Route("ZGT^Z01", gate, transaction="gate"), Hl7Route("ZWK^Z01", work, transaction="work"),
+        Hl7Route("QBP^Q23", reader, transaction="query", readonly=True, record_exchange=False)])
+    messages = [other("W0", "ZWK^Z01"), other("W1", "ZWK^Z01"), other("R0", "QBP^Q23"), other("W2", "ZWK^Z01"),
+                other("W3", "ZWK^Z01")]
+    answers = in_one_batch(runtime, dispatcher, gate, messages)
+    assert [msa(answer) for answer in answers] == [("AA", c) for c in ("W0", "W1", "R0", "W2", "W3")]
+    assert reader.seen == [("R0", True, 2)]  # alone, read-only, after W0 and W1 committed, before W2
+    assert reader.committed == ["R0"]  # its snapshot ended as a commit: after-commit effects (audit) ran
+    by_uow: dict[int, list[str]] = {}
+    for control_id, uow in work.calls:
+        by_uow.setdefault(id(uow), []).append(control_id)
+    assert sorted(by_uow.values()) == [["W0", "W1"], ["W2", "W3"]]  # no write batch spans the query
+    assert count(runtime, Hl7Exchange, Hl7Exchange.control_id == "R0") == 0
+
+
+def test_a_read_only_route_answers_while_another_transaction_holds_the_write_lock(runtime):
+    reader = Reader()
+    dispatcher = dispatcher_for(runtime, [
+        Hl7Route("QBP^Q23", reader, transaction="query", readonly=True, record_exchange=False)])
+    with UnitOfWork(runtime.db.sessions) as writer:  # BEGIN IMMEDIATE on SQLite: the write lock, held
+        writer.queue.put("work", b"not committed")
+        writer.session.flush()
+        answer = _wait(blockingCallFromThread(runtime.reactor,
+                                              lambda: _collect([dispatcher.handle(other("R1", "QBP^Q23"), "p")])))
+    assert msa(answer[0]) == ("AA", "R1")
+    assert reader.seen == [("R1", True, 0)]  # its snapshot does not see the uncommitted write

@@ -195,3 +195,19 @@ def test_page_size_is_capped(people, size):
 def test_iti22_is_not_served(people):
     answer = handle(people, qbp("ZV1", "IHE PDQ Query|V1|@PID.5.1.1^DURAND"))
     assert field(answer, "MSA", 1) == "AR" and errors(answer) == [("MSH^1^9^1^2", "201")]
+
+
+def test_cancel_kind_forgets_every_pointer_of_one_query_only(database):
+    from ihe_engine.storage import UnitOfWork
+
+    with UnitOfWork(database.sessions) as uow:
+        cancelled = [uow.continuations.create("query-a", b"1"), uow.continuations.create("query-a", b"2")]
+        kept = uow.continuations.create("query-b", b"3")
+        uow.commit()
+    with UnitOfWork(database.sessions) as uow:
+        assert uow.continuations.cancel_kind("query-a") == 2
+        assert uow.continuations.cancel_kind("never-created") == 0
+        uow.commit()
+    with UnitOfWork(database.sessions) as uow:
+        assert [uow.continuations.get("query-a", token) for token in cancelled] == [None, None]
+        assert uow.continuations.get("query-b", kept) == b"3"

@@ -13,7 +13,9 @@ its AE is recorded as usual; a failed COMMIT answers AE 207 to every message of 
 committed). A batch of one takes the plain path, without a savepoint. One batch runs at a time on SQLite (one
 write lock: a second batch would only sleep in SQLite's busy handler), as many as the thread pool has threads on
 PostgreSQL. Under load a commit is shared by many messages, so its fixed cost (thread hop, BEGIN, COMMIT, session)
-is paid once per batch; with a single closed-loop sender every batch holds one message, as before.
+is paid once per batch; with a single closed-loop sender every batch holds one message, as before. A read-only
+route (a query) is a batch of its own, taken in arrival order (so it sees what messages before it wrote), in a
+read-only unit of work: no write lock on SQLite, and its after-commit effects (audit) run when its snapshot ends.
 
 What is recorded: the answer to a handled message, including an AE for a business refusal (a
 ``TransactionError``), so a retransmission gets the same answer. Not recorded: an AE 207 (the handler crashed) or
@@ -82,10 +84,14 @@ class Hl7Route:
     transaction: str
     blocking: bool = True
     record_exchange: bool = True
+    readonly: bool = False
+    """A query: runs alone in a read-only unit of work (a snapshot, no SQLite write lock), never in a write batch."""
 
     def __post_init__(self) -> None:
         if not _MESSAGE_TYPE.match(self.message_type):
             raise ValueError(f"a route is TYPE or TYPE^TRIGGER (e.g. ADT^A01), not {self.message_type!r}")
+        if self.readonly and self.record_exchange:
+            raise ValueError(f"the read-only route {self.message_type} cannot record its exchange (a write)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,11 +170,18 @@ class Hl7Dispatcher:
         """Hand waiting messages to the thread pool, at most ``batch_size`` per unit of work, oldest first."""
         assert self.runtime is not None
         while self._waiting and self._running < self._max_running:
-            size = min(self.batch_size, len(self._waiting))
-            jobs = [self._waiting.popleft() for _ in range(size)]
+            jobs = self._next_batch()
             self._running += 1
             done = self.runtime.run_blocking(self.handle_batch, jobs)
             done.addCallbacks(self._batch_answered, self._batch_failed, callbackArgs=(jobs,), errbackArgs=(jobs,))
+
+    def _next_batch(self) -> "list[_Job]":
+        """The oldest waiting messages up to the next read-only one, which makes a batch of its own."""
+        jobs = [self._waiting.popleft()]
+        while not jobs[0].route.readonly and self._waiting and len(jobs) < self.batch_size \
+                and not self._waiting[0].route.readonly:
+            jobs.append(self._waiting.popleft())
+        return jobs
 
     def _batch_answered(self, answers: list[bytes], jobs: "list[_Job]") -> None:
         self._running -= 1
@@ -245,9 +258,12 @@ class Hl7Dispatcher:
         """One message in its own unit of work (runs in a worker thread): retransmission check, handler, record,
         commit."""
         assert self.runtime is not None
-        with self.runtime.uow() as uow:
+        with (self.runtime.uow(readonly=True) if route.readonly else self.runtime.uow()) as uow:
             answer = self._handle_one(uow, _Job(message, route, context), savepoint=False)
-            uow.commit()
+            if route.readonly:
+                uow.session.commit()  # ends the snapshot (nothing to write) and runs the after-commit audit
+            else:
+                uow.commit()
             return answer
 
     def handle_batch(self, jobs: "list[_Job]") -> list[bytes]:

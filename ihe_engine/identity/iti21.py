@@ -58,13 +58,10 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
-
 from ..errors import TransactionError
 from ..hl7v2.ack import Hl7Error
 from ..hl7v2.dispatch import Hl7Context, Hl7Route
 from ..hl7v2.message import Message, Segment, escape
-from ..storage.models import Continuation
 from .hl7_query import QueryRequest, build_rsp, query_audit, read_query
 from .iti8 import _audit_after_commit
 from .pdq_search import IdentifierCriterion, PatientMatch, PatientQuery, QueryRefused, search_patients
@@ -159,7 +156,7 @@ class Iti21Pdq:
         if qid is None or not qid[1]:
             raise TransactionError("QID-1 (the query tag to cancel) is missing", code="101", location="QID^1^1")
         kind = _kind_of(message, qid[1])
-        uow.session.execute(delete(Continuation).where(Continuation.kind == kind))
+        uow.continuations.cancel_kind(kind)
 
 
 def hl7_routes(runtime: "Runtime | None" = None) -> list[Hl7Route]:

@@ -55,7 +55,8 @@ class Iti9PixQuery:
         self.configured_domains = tuple(configured_domains)
 
     def routes(self) -> list[Hl7Route]:
-        return [Hl7Route("QBP^Q23", self.handle, transaction="ITI-9", record_exchange=False)]
+        return [Hl7Route("QBP^Q23", self.handle, transaction="ITI-9", record_exchange=False,
+                        readonly=True)]
 
     def handle(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> bytes:
         request = read_query(message)

@@ -41,7 +41,6 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import ConfigurationError
-from ..storage.effects import after_commit
 from .cx import CX, IdentifierKey
 from .rules import IdentityRules, NoIdentityRules
 from .store import (Demographics, FeedEvent, FeedLookup, FeedResult, IdentifierState, IdentityRefusal,
@@ -146,7 +145,8 @@ class LinkingPolicy(Protocol):
     def decide(self, record: IncomingRecord, *, holder: KnownPerson | None,
                near: Sequence[KnownPerson]) -> LinkDecision:
         """``holder``: the person already holding the record's national identifier (None: nobody else does);
-        ``near``: active persons born the same day (only for a new record)."""
+        ``near``: active persons born the same day, of the same or an unknown sex, whose birth or used name has
+        the same initial (only for a new record)."""
         ...
 
 
@@ -305,7 +305,7 @@ class CrossReferences:
         local = [cx for cx in identifiers if cx.key not in national_keys]
         traits = Traits.of(demographics)
         lookup = self.store.lookup(identifiers, near_birth_date=demographics.birth_date if expect_new else None,
-                                   near_initials=traits.name_keys())
+                                   near_initials=traits.name_keys(), near_sex=traits.sex)
         person = self.store.the_one_patient(local, lookup.known)
         left_behind = tuple(cx for cx in national if cx.key in lookup.known and identifier_state(
             lookup.known[cx.key][0].status, lookup.known[cx.key][1].status) is IdentifierState.SUBSUMED)
@@ -331,7 +331,7 @@ class CrossReferences:
                     unusable: tuple[CX, ...]) -> FeedOutcome:
         if not expect_new and demographics.birth_date and record.traits.name_keys():
             near_rows = self.store.lookup([], near_birth_date=demographics.birth_date,
-                                          near_initials=record.traits.name_keys()).near
+                                          near_initials=record.traits.name_keys(), near_sex=record.traits.sex).near
             lookup = FeedLookup(known=lookup.known, near=near_rows)
         near = [KnownPerson(patient_id=patient.id, traits=Traits.of(patient),
                             authorities=frozenset(row.authority_key for row in rows))
@@ -566,22 +566,9 @@ def _demographics_of(patient: Patient | None) -> Demographics:
 
 # -- audit after commit ----------------------------------------------------------------------------------------
 
-_ROLLED_BACK = 8
 
 
 def audit_after_commit(session: Session, hook: "AuditHook", records: Sequence["AuditRecord"]) -> None:
-    """Emit ``records`` once the work done so far commits, or with outcome 8 if it is rolled back."""
-    records = list(records)
-
-    def committed() -> None:
-        for record in records:
-            hook.emit(record)
-
-    def rolled_back() -> None:
-        for record in records:
-            if record.outcome == 0:
-                record = dataclasses.replace(record, outcome=_ROLLED_BACK,
-                                             outcome_description="the change was rolled back, not committed")
-            hook.emit(record)
-
-    after_commit(session, committed, rolled_back)
+    """Report ``records`` with the work done so far in ``session``: queued in its transaction, emitted once it
+    commits, or with outcome 8 if it is rolled back (``AuditHook.emit_with``)."""
+    hook.emit_with(session, records)

@@ -19,9 +19,9 @@ import functools
 import json
 import unicodedata
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
-from sqlalchemy import and_, bindparam, delete, false, insert, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, false, or_, select, true, union_all, update
 from sqlalchemy.orm import Session
 
 from .cx import CX, IdentifierKey
@@ -29,13 +29,17 @@ from .names import NAME_KINDS, compact, name_key_rows
 from .tables import IdentifierStatus, IdentityEvent, Patient, PatientIdentifier, PatientNameKey, PatientStatus
 
 __all__ = ["IdentityStore", "ResolvedIdentity", "IdentifierState", "Demographics", "FeedEvent", "FeedResult",
-           "MergeResult", "IdentityRefusal", "Refusal", "search_key", "FeedLookup", "KnownRows", "identifier_state"]
+           "MergeResult", "IdentityRefusal", "Refusal", "search_key", "FeedLookup", "KnownRows", "identifier_state",
+           "NearPatient", "NearIdentifier"]
 
 _LIGATURES = str.maketrans({"Œ": "OE", "œ": "oe", "Æ": "AE", "æ": "ae", "ß": "ss"})
 
 
+@functools.lru_cache(maxsize=65536)
 def search_key(name: str | None) -> str | None:
-    """A name as PDQ compares it: uppercase, no accents, punctuation and spaces reduced to single spaces."""
+    """A name as PDQ compares it: uppercase, no accents, punctuation and spaces reduced to single spaces.
+
+    Cached: the near-match search keys the names of every candidate of every new record, and names repeat."""
     if not name:
         return None
     decomposed = unicodedata.normalize("NFKD", name.translate(_LIGATURES))
@@ -120,13 +124,32 @@ KnownRows = dict[IdentifierKey, tuple[PatientIdentifier, Patient]]
 """Stored identifiers by key, each with the patient record carrying it."""
 
 
+class NearPatient(NamedTuple):
+    """The columns of a near-match candidate the linking policy reads (same names as on :class:`Patient`)."""
+
+    id: int
+    birth_name: str | None
+    family_name: str | None
+    given_name: str | None
+    birth_date: str | None
+    sex: str | None
+    birthplace: str | None
+
+
+class NearIdentifier(NamedTuple):
+    """An active identifier of a near-match candidate."""
+
+    authority_key: str
+    value: str
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FeedLookup:
     """What :meth:`IdentityStore.lookup` found: the known identifiers, and active patients born on the day asked
     (by patient id, with their active identifiers) for the near-match search."""
 
     known: KnownRows
-    near: dict[int, tuple[Patient, list[PatientIdentifier]]]
+    near: dict[int, tuple[NearPatient, list[NearIdentifier]]]
 
 
 class Refusal(enum.StrEnum):
@@ -256,31 +279,40 @@ class IdentityStore:
         return MergeResult(survivor_patient_id=kept.patient_id, subsumed_patient_id=gone.patient_id)
 
     def lookup(self, identifiers: Sequence[CX], *, near_birth_date: str | None = None,
-               near_initials: Iterable[str] = (), near_limit: int = 200) -> FeedLookup:
-        """One query: the stored rows of ``identifiers`` and, when asked, the active patients born that day
-        whose birth or used name starts with one of ``near_initials`` (the blocking key of the near search).
+               near_initials: Iterable[str] = (), near_sex: str | None = None, near_limit: int = 200) -> FeedLookup:
+        """The stored rows of ``identifiers`` and, when asked, the active patients born that day
+        whose birth or used name starts with one of ``near_initials`` (the blocking key of the near search) and
+        whose sex is unknown or, when ``near_sex`` is given, that one (another sex is never a near match).
 
         The second half feeds the linking policy's near-match search; it goes through the birth date index and
-        the (patient, status) identifier index only, never a scan (a UNION ALL of two indexed selects).
+        the (patient, status) identifier index only, never a scan (a UNION ALL of two indexed selects). It reads
+        plain columns, not entities: candidates are many and only compared. One query, unless candidates were
+        asked and some identifiers are known: those rows, which the feed updates, are then loaded as entities by a
+        second query (a new record, the case candidates are for, has none).
         """
         initials = sorted({initial[:1] for initial in near_initials if initial}) if near_birth_date else []
-        parameters: dict[str, Any] = {"near_birth_date": near_birth_date, "near_limit": near_limit}
+        parameters: dict[str, Any] = {"near_birth_date": near_birth_date, "near_limit": near_limit,
+                                      "near_sex": near_sex}
         for number, cx in enumerate(identifiers):
             parameters[f"authority_{number}"], parameters[f"value_{number}"] = cx.authority_key, cx.id
         for number, initial in enumerate(initials):
             parameters[f"initial_{number}"] = initial
-        rows = self.session.execute(_lookup_statement(len(identifiers), len(initials)), parameters)
+        if not initials:
+            rows = self.session.execute(_lookup_statement(len(identifiers)), parameters)
+            return FeedLookup(known={IdentifierKey(identifier.authority_key, identifier.value): (identifier, patient)
+                                     for identifier, patient in rows}, near={})
+        rows = self.session.execute(_near_statement(len(identifiers), len(initials), bool(near_sex)), parameters)
         keys = {cx.key for cx in identifiers}
-        known: KnownRows = {}
-        near_rows: dict[int, tuple[Patient, list[PatientIdentifier]]] = {}
-        for identifier, patient in rows:
-            key = IdentifierKey(identifier.authority_key, identifier.value)
-            if key in keys:
-                known[key] = (identifier, patient)
-            if initials and patient.birth_date == near_birth_date and patient.status == PatientStatus.ACTIVE \
-                    and identifier.status == IdentifierStatus.ACTIVE:
-                near_rows.setdefault(patient.id, (patient, []))[1].append(identifier)
-        return FeedLookup(known=known, near=near_rows)
+        any_known = False
+        near: dict[int, tuple[NearPatient, list[NearIdentifier]]] = {}
+        for authority_key, value, identifier_status, patient_status, *columns in rows:
+            any_known = any_known or IdentifierKey(authority_key, value) in keys
+            candidate = NearPatient._make(columns)
+            if candidate.birth_date == near_birth_date and patient_status == PatientStatus.ACTIVE \
+                    and identifier_status == IdentifierStatus.ACTIVE:
+                near.setdefault(candidate.id, (candidate, []))[1].append(NearIdentifier(authority_key, value))
+        known = self._rows_with_patients([cx.key for cx in identifiers]) if any_known else {}
+        return FeedLookup(known=known, near=near)
 
     def record_event(self, event: FeedEvent, patient_id: int, *, other_patient_id: int | None = None,
                      details: dict[str, Any]) -> None:
@@ -293,11 +325,15 @@ class IdentityStore:
         """Rewrite the PDQ name keys of a patient whose names were sent (``patient`` None: just created)."""
         if not NAME_KINDS.keys() & traits.keys():
             return
-        names = traits if patient is None else {name: getattr(patient, name) for name in NAME_KINDS}
-        self.session.execute(delete(PatientNameKey).where(PatientNameKey.patient_id == patient_id))
+        connection = self.session.connection()
+        if patient is None:
+            names = traits
+        else:
+            names = {name: getattr(patient, name) for name in NAME_KINDS}
+            connection.execute(_DELETE_NAME_KEYS, {"patient_id": patient_id})
         rows = name_key_rows(patient_id, names)
         if rows:
-            self.session.execute(insert(PatientNameKey), rows)
+            connection.execute(_INSERT_NAME_KEY, rows)
 
     def _rows_with_patients(self, keys: list[IdentifierKey]) -> dict[IdentifierKey, tuple[PatientIdentifier, Patient]]:
         """One query: every stored identifier among ``keys`` with its patient record.
@@ -383,27 +419,41 @@ class IdentityStore:
 _INSERT_PATIENT = Patient.__table__.insert().returning(Patient.__table__.c.id)
 _INSERT_IDENTIFIER = PatientIdentifier.__table__.insert()
 _INSERT_EVENT = IdentityEvent.__table__.insert()
+_INSERT_NAME_KEY = PatientNameKey.__table__.insert()
+_DELETE_NAME_KEYS = PatientNameKey.__table__.delete().where(
+    PatientNameKey.__table__.c.patient_id == bindparam("patient_id"))
 
 
 @functools.lru_cache(maxsize=64)
-def _lookup_statement(key_count: int, initial_count: int):  # type: ignore[no-untyped-def]
-    """The :meth:`IdentityStore.lookup` statement for so many keys and initials, built once (bound parameters):
-    building SQLAlchemy constructs per message costs more than running the query."""
-    by_key = select(PatientIdentifier.id).where(or_(false(), *(
+def _lookup_statement(key_count: int):  # type: ignore[no-untyped-def]
+    """The known-identifier :meth:`IdentityStore.lookup` statement for so many keys, built once (bound
+    parameters): building SQLAlchemy constructs per message costs more than running the query."""
+    return (select(PatientIdentifier, Patient).join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(PatientIdentifier.id.in_(_by_key(key_count))).order_by(PatientIdentifier.id))
+
+
+@functools.lru_cache(maxsize=64)
+def _near_statement(key_count: int, initial_count: int, by_sex: bool):  # type: ignore[no-untyped-def]
+    """The :meth:`IdentityStore.lookup` statement with near-match candidates: columns only, built once."""
+    named = or_(*(column.startswith(bindparam(f"initial_{number}"))  # search keys: no % or _
+                  for number in range(initial_count)
+                  for column in (Patient.birth_name_key, Patient.family_name_key)))
+    same_sex = or_(Patient.sex.is_(None), Patient.sex == bindparam("near_sex")) if by_sex else true()
+    near = (select(PatientIdentifier.id).join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(Patient.birth_date == bindparam("near_birth_date"), Patient.status == PatientStatus.ACTIVE,
+                   named, same_sex, PatientIdentifier.status == IdentifierStatus.ACTIVE)
+            .limit(bindparam("near_limit")).subquery())
+    wanted = union_all(_by_key(key_count), select(near.c.id))
+    return (select(PatientIdentifier.authority_key, PatientIdentifier.value, PatientIdentifier.status,
+                   Patient.status, *(getattr(Patient, name) for name in NearPatient._fields))
+            .join(Patient, Patient.id == PatientIdentifier.patient_id)
+            .where(PatientIdentifier.id.in_(wanted)).order_by(PatientIdentifier.id))
+
+
+def _by_key(key_count: int):  # type: ignore[no-untyped-def]
+    return select(PatientIdentifier.id).where(or_(false(), *(
         and_(PatientIdentifier.authority_key == bindparam(f"authority_{number}"),
              PatientIdentifier.value == bindparam(f"value_{number}")) for number in range(key_count))))
-    wanted: Any = by_key
-    if initial_count:
-        named = or_(*(column.startswith(bindparam(f"initial_{number}"))  # search keys: no % or _
-                      for number in range(initial_count)
-                      for column in (Patient.birth_name_key, Patient.family_name_key)))
-        near = (select(PatientIdentifier.id).join(Patient, Patient.id == PatientIdentifier.patient_id)
-                .where(Patient.birth_date == bindparam("near_birth_date"), Patient.status == PatientStatus.ACTIVE,
-                       named, PatientIdentifier.status == IdentifierStatus.ACTIVE)
-                .limit(bindparam("near_limit")).subquery())
-        wanted = union_all(by_key, select(near.c.id))
-    return (select(PatientIdentifier, Patient).join(Patient, Patient.id == PatientIdentifier.patient_id)
-            .where(PatientIdentifier.id.in_(wanted)).order_by(PatientIdentifier.id))
 
 
 def _any_key(keys: Sequence[IdentifierKey]):  # type: ignore[no-untyped-def]

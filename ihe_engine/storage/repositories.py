@@ -127,5 +127,9 @@ class ContinuationRepository:
     def cancel(self, token: str) -> bool:
         return bool(self.session.execute(delete(Continuation).where(Continuation.token == token)).rowcount)
 
+    def cancel_kind(self, kind: str) -> int:
+        """Forget every pointer of one query (HL7 QCN^J01 cancels by query tag, not by pointer); how many."""
+        return self.session.execute(delete(Continuation).where(Continuation.kind == kind)).rowcount or 0
+
     def purge_expired(self) -> int:
         return self.session.execute(delete(Continuation).where(Continuation.expires_at < utcnow())).rowcount or 0

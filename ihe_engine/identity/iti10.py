@@ -47,7 +47,7 @@ from ..hl7v2.message import DEFAULT_ENCODING, escape, parse
 from ..storage.repositories import QueueRepository
 from .cx import CX
 from .pid_segment import NameMode, build_pid
-from .outbox import LeasedOutbox, QueuedItem, load_consumer_table
+from .outbox import LeasedOutbox, QueuedItem, load_consumer_table, start_polling, stop_polling
 from .store import IdentityStore
 
 __all__ = ["PixConsumer", "load_consumers", "Iti10Notifier", "PixUpdateSender", "build_a31", "queue_name",
@@ -163,14 +163,11 @@ class PixUpdateSender:
 
     def start(self) -> None:
         if self._loop is None and self.consumers:
-            self._loop = LoopingCall(self.pump)
-            self._loop.clock = self.runtime.reactor
-            self._loop.start(self.poll_interval, now=True)
+            self._loop = start_polling(self.runtime.reactor, self.pump, self.poll_interval)
 
     def stop(self) -> Any:
         loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
+        stop_polling(loop)
         for connection in self._connections.values():
             connection.transport.loseConnection()
         self._connections.clear()

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Sequence, TypeVar
 
+from twisted.internet.task import LoopingCall
+
 from ..errors import ConfigurationError
 
-__all__ = ["QueuedItem", "LeasedOutbox", "load_consumer_table"]
+__all__ = ["QueuedItem", "LeasedOutbox", "load_consumer_table", "start_polling", "stop_polling"]
 
 C = TypeVar("C")
 
@@ -67,3 +69,16 @@ class LeasedOutbox:
             for item in items:
                 uow.queue.retry(item.id, error, backoff=backoff)
             uow.commit()
+
+
+def start_polling(reactor: Any, pump: Callable[[], Any], interval: float) -> LoopingCall:
+    """Call ``pump`` now and every ``interval`` seconds on ``reactor`` (items left by other workers or crashes)."""
+    loop = LoopingCall(pump)
+    loop.clock = reactor
+    loop.start(interval, now=True)
+    return loop
+
+
+def stop_polling(loop: LoopingCall | None) -> None:
+    if loop is not None and loop.running:
+        loop.stop()

@@ -46,7 +46,7 @@ from ...errors import ConfigurationError
 from ...ns import HL7V3
 from ...soap.client import read_response, request_envelope
 from ...storage.repositories import QueueRepository
-from ..outbox import LeasedOutbox, QueuedItem, load_consumer_table
+from ..outbox import LeasedOutbox, QueuedItem, load_consumer_table, start_polling, stop_polling
 from ..cx import CX
 from ..store import IdentityStore
 from .build import expressible, update_notification
@@ -185,14 +185,11 @@ class PixV3UpdateSender:
 
     def start(self) -> None:
         if self._loop is None and self.consumers:
-            self._loop = LoopingCall(self.pump)
-            self._loop.clock = self.runtime.reactor
-            self._loop.start(self.poll_interval, now=True)
+            self._loop = start_polling(self.runtime.reactor, self.pump, self.poll_interval)
 
     def stop(self) -> None:
         loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
+        stop_polling(loop)
 
     def pump(self) -> None:
         """Start a drain, in the thread pool, of each consumer not already being drained."""

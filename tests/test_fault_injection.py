@@ -177,6 +177,13 @@ def stored_syslog_raws(database) -> list[bytes]:
             AuditRecordRow.transport == "tcp")).scalars()]
 
 
+def stored_local_raws(database) -> list[bytes]:
+    """The records this engine emitted and delivered to its own repository (they carry an idempotency key)."""
+    with database.engine.connect() as connection:
+        return [bytes(raw) for raw in connection.execute(select(AuditRecordRow.raw).where(
+            AuditRecordRow.idempotency_key.is_not(None))).scalars()]
+
+
 def registry_unique_ids(database, kind: str) -> set[str]:
     with database.engine.connect() as connection:
         return set(connection.execute(select(XdsObject.unique_id).where(XdsObject.kind == kind)).scalars())
@@ -257,6 +264,7 @@ def test_acknowledged_work_survives_a_sigkill_under_load(database, tmp_path):
         assert set(load.acknowledged_feeds) <= stored_feed_ids(database)
         assert_retrievable(restarted, load.acknowledged)
         assert_incoming_audit_stored_at_most_once(database, load.syslog_sent)
+        assert_acknowledged_work_audited(database, load)
     finally:
         restarted.stop()
 
@@ -268,6 +276,16 @@ def assert_audit_delivered_once(database, queued: list[bytes]) -> None:
     assert {key.decode() for key in queued} <= set(delivered)
     with UnitOfWork(database.sessions, readonly=True) as uow:
         assert arr.verify(uow.session).intact, "the audit hash chain is broken after the kill"
+
+
+def assert_acknowledged_work_audited(database, load: Load) -> None:
+    """Each acknowledged submission and feed has its audit record (ITI-41 Import naming the SubmissionSet, ITI-8
+    naming the patient): the records were queued in the work's own transaction, so the kill could not lose them."""
+    raws = b"\n".join(stored_local_raws(database))
+    missing_sets = [s.set_unique_id for s in load.acknowledged if s.set_unique_id.encode() not in raws]
+    missing_feeds = [patient for patient in load.acknowledged_feeds if patient.encode() not in raws]
+    assert not missing_sets, f"acknowledged ITI-41 submissions without their audit record: {missing_sets}"
+    assert not missing_feeds, f"acknowledged ITI-8 feeds without their audit record: {missing_feeds}"
 
 
 def assert_submissions_whole(database, load: Load) -> None:

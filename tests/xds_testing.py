@@ -16,9 +16,11 @@ from sqlalchemy import select
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.web import resource
 
+from ihe_engine.audit.hook import AuditHook
 from ihe_engine.config import Settings
 from ihe_engine.identity.cx import CX
 from ihe_engine.identity.store import Demographics, FeedEvent, IdentityStore
+from ihe_engine.plugins import create_plugin_manager, hookimpl
 from ihe_engine.soap import SoapEndpoint
 from ihe_engine.storage import UnitOfWork
 from ihe_engine.web import BoundedSite
@@ -31,13 +33,16 @@ ROOT = Path(__file__).resolve().parent.parent
 _XML_XSD = "nist-iheos-toolkit2/schema/v3/xml.xsd"
 
 
-class RecordingAudit:
-    """Stands for the runtime's audit hook: keeps every record emitted."""
+class RecordingAudit(AuditHook):
+    """The real audit hook with one sink that keeps every record it hears (after commit for ``emit_with``)."""
 
     def __init__(self) -> None:
+        super().__init__(create_plugin_manager(load_entry_points=False))
         self.records: list = []
+        self.plugin_manager.register(self, name="recording-sink")
 
-    def emit(self, record) -> None:
+    @hookimpl
+    def ihe_audit_record(self, record) -> None:
         self.records.append(record)
 
 

@@ -69,11 +69,15 @@ class TransactionWording:
 
 @dataclass(frozen=True)
 class HandlerOutcome(Generic[S]):
-    """The answer, its audit outcome indicator and what the audit record names (``subject``)."""
+    """The answer, its audit outcome indicator and what the audit record names (``subject``).
+
+    ``audited``: the record was already queued in the work's own transaction (see :meth:`committed`).
+    """
 
     response: RegistryResponse
     indicator: int
     subject: S
+    audited: bool = False
 
 
 class RegistryResponseHandler(Generic[S]):
@@ -97,38 +101,52 @@ class RegistryResponseHandler(Generic[S]):
             self._audit(request, refused, f"the body is not an {self.wording.body}")
             raise SoapFault(SENDER, f"{self.wording.name} expects {self.wording.body} in the body, not "
                                     f"{request.payload.tag}")
-        outcome = self._outcome(request.payload)
-        self._audit(request, outcome, describe_errors(outcome.response.errors))
+        outcome = self._outcome(request)
+        if not outcome.audited:
+            self._audit(request, outcome, describe_errors(outcome.response.errors))
         return SoapResponse(body=registry_response_element(outcome.response))
 
     def parse(self, payload: etree._Element) -> S:
         """The request's subject (submission, object ids); raises XdsError or RemoteProtocolError to refuse."""
         raise NotImplementedError
 
-    def run(self, subject: S) -> HandlerOutcome[S]:
-        """Do the work in its own unit of work and commit it; raises XdsError to refuse (nothing kept)."""
+    def run(self, subject: S, request: SoapRequest) -> HandlerOutcome[S]:
+        """Do the work in its own unit of work and commit it (with :meth:`committed`, which also queues the audit
+        record in that transaction); raises XdsError to refuse (nothing kept)."""
         raise NotImplementedError
 
     def audit_record(self, request: SoapRequest, outcome: HandlerOutcome[S], description: str | None
                      ) -> AuditRecord:
         raise NotImplementedError
 
-    def committed(self, work: Callable[[Any], RegistryResponse]) -> RegistryResponse:
-        """``work(uow)`` in a new unit of work, committed when it returns (rolled back when it raises)."""
+    def committed(self, work: Callable[[Any], RegistryResponse], request: SoapRequest, subject: S,
+                  indicator: int = OUTCOME_SUCCESS) -> HandlerOutcome[S]:
+        """``work(uow)`` in a new unit of work, committed when it returns (rolled back when it raises).
+
+        The audit record of the outcome is queued in the same transaction, so it is durable exactly when the
+        change is: a crash between the commit and the answer loses no record.
+        """
         with self.runtime.uow() as uow:
-            response = work(uow)
+            outcome = HandlerOutcome(work(uow), indicator, subject, audited=True)
+            self.audit_in(uow.session, request, outcome)
             uow.commit()
-        return response
+        return outcome
+
+    def audit_in(self, session: Any, request: SoapRequest, outcome: HandlerOutcome[S]) -> None:
+        """Queue the outcome's audit record in ``session``'s transaction (when the runtime has an audit hook)."""
+        audit = getattr(self.runtime, "audit", None)
+        if audit is not None:
+            audit.emit_with(session, [self.audit_record(request, outcome, describe_errors(outcome.response.errors))])
 
     @property
     def process_id(self) -> str | None:
         return getattr(self.runtime, "process_id", None)
 
-    def _outcome(self, payload: etree._Element) -> HandlerOutcome[S]:
+    def _outcome(self, request: SoapRequest) -> HandlerOutcome[S]:
         subject = self.empty_subject
         try:
-            subject = self.parse(payload)
-            return self.run(subject)
+            subject = self.parse(request.payload)
+            return self.run(subject, request)
         except Exception as exc:  # every failure is a Failure RegistryResponse, see failure_response
             response, indicator = failure_response(exc, self.wording)
             return HandlerOutcome(response, indicator, subject)

@@ -113,6 +113,12 @@ class V3Handler:
             for record in records:
                 audit.emit(record)
 
+    def emit_with(self, session: Any, records: Sequence[AuditRecord]) -> None:
+        """Records of the work done in ``session``: queued in its transaction (see ``AuditHook.emit_with``)."""
+        audit = getattr(self.runtime, "audit", None)
+        if audit is not None:
+            audit.emit_with(session, records)
+
     @property
     def process_id(self) -> str | None:
         return getattr(self.runtime, "process_id", None)

@@ -82,7 +82,8 @@ class Iti44Feed(V3Handler):
             subject = parse_merge(payload) if self.interaction == FeedKind.MERGE else parse_feed(payload)
             self._check_authorities(subject)
             warnings = self._check_rules(subject.patient)
-            warnings += self._apply(subject, payload)
+            warnings += self._apply(subject, payload, self._records(request, transmission, subject, OUTCOME_SUCCESS,
+                                                                    None))
         except V3Refusal as refusal:
             self.emit(self._records(request, transmission, subject, OUTCOME_REFUSED, str(refusal)))
             return ack_message(transmission, refusal.ack_code, refusal.details)
@@ -90,7 +91,6 @@ class Iti44Feed(V3Handler):
             refusal = internal_refusal(self.transaction, exc)
             self.emit(self._records(request, transmission, subject, OUTCOME_INTERNAL, str(refusal)))
             return ack_message(transmission, "AE", refusal.details)
-        self.emit(self._records(request, transmission, subject, OUTCOME_SUCCESS, None))
         return ack_message(transmission, "AA", warnings)
 
     def refused(self, request: SoapRequest, transmission: Transmission, refusal: V3Refusal) -> etree._Element:
@@ -119,8 +119,10 @@ class Iti44Feed(V3Handler):
             raise V3Refusal(errors)
         return details
 
-    def _apply(self, subject: PatientFeed | PatientMerge, payload: etree._Element) -> list[AckDetail]:
-        """The change in one unit of work, committed here; refusals roll it back and answer AE."""
+    def _apply(self, subject: PatientFeed | PatientMerge, payload: etree._Element,
+               success_records: list[AuditRecord]) -> list[AckDetail]:
+        """The change in one unit of work, committed here with its audit records (durable exactly when the change
+        is); refusals roll it back and answer AE."""
         event = _feed_event(subject.transmission, payload)
         with self.runtime.uow() as uow:
             references = CrossReferences(uow.session, policy=self.policy, rules=self.rules, notifier=self.notifier)
@@ -128,6 +130,7 @@ class Iti44Feed(V3Handler):
                 notes = self._change(references, subject, event)
             except IdentityRefusal as refusal:
                 raise _as_v3(refusal, subject) from None
+            self.emit_with(uow.session, success_records)
             uow.commit()
         return notes
 

@@ -85,8 +85,9 @@ class RemoveMetadataHandler(RegistryResponseHandler[_Removal]):
     def parse(self, payload: etree._Element) -> _Removal:
         return _Removal(tuple(parse_remove_request(payload)))
 
-    def run(self, subject: _Removal) -> HandlerOutcome[_Removal]:
-        """Remove and commit; on a refusal, note which of the named objects exist (for the audit), roll back."""
+    def run(self, subject: _Removal, request: SoapRequest) -> HandlerOutcome[_Removal]:
+        """Remove and commit with the audit record; on a refusal, note which of the named objects exist (for the
+        audit), roll back."""
         requested = subject.requested
         with self.runtime.uow() as uow:
             try:
@@ -94,8 +95,10 @@ class RemoveMetadataHandler(RegistryResponseHandler[_Removal]):
             except XdsError as refusal:
                 known = RegistryStore(uow.session).find(requested)
                 return HandlerOutcome(registry_response(refusal.errors), OUTCOME_REFUSED, _Removal(requested, known))
+            outcome = HandlerOutcome(registry_response(), OUTCOME_SUCCESS, _Removal(requested, removed), audited=True)
+            self.audit_in(uow.session, request, outcome)
             uow.commit()
-        return HandlerOutcome(registry_response(), OUTCOME_SUCCESS, _Removal(requested, removed))
+        return outcome
 
     def audit_record(self, request: SoapRequest, outcome: HandlerOutcome[_Removal], description: str | None
                      ) -> AuditRecord:

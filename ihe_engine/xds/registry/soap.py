@@ -28,7 +28,7 @@ from ...soap.endpoint import Operation, SoapRequest
 from ..ebrim import parse_submission
 from ..errors import RegistryResponse
 from ..model import Submission
-from ..soap_common import (IMPORT, OUTCOME_SUCCESS, HandlerOutcome, RegistryResponseHandler, TransactionWording,
+from ..soap_common import (IMPORT, HandlerOutcome, RegistryResponseHandler, TransactionWording,
                            endpoint_destination, soap_peer_source, submission_objects)
 from .actor import DocumentRegistry
 
@@ -77,10 +77,9 @@ class Iti42Handler(RegistryResponseHandler[Submission | None]):
     def parse(self, payload: etree._Element) -> Submission:
         return parse_submission(payload)
 
-    def run(self, subject: Submission | None) -> HandlerOutcome[Submission | None]:
+    def run(self, subject: Submission | None, request: SoapRequest) -> HandlerOutcome[Submission | None]:
         assert subject is not None
-        response = self.committed(lambda uow: self.registry.register_document_set_b(subject, uow))
-        return HandlerOutcome(response, OUTCOME_SUCCESS, subject)
+        return self.committed(lambda uow: self.registry.register_document_set_b(subject, uow), request, subject)
 
     def audit_record(self, request: SoapRequest, outcome: HandlerOutcome[Submission | None],
                      description: str | None) -> AuditRecord:

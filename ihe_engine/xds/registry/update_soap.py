@@ -22,7 +22,7 @@ from ...profiles import transactions
 from ...soap.endpoint import Operation, SoapRequest
 from ..ebrim import parse_submission
 from ..model import Submission
-from ..soap_common import (IMPORT, OUTCOME_SUCCESS, HandlerOutcome, RegistryResponseHandler, TransactionWording,
+from ..soap_common import (IMPORT, HandlerOutcome, RegistryResponseHandler, TransactionWording,
                            endpoint_destination, soap_peer_source, submission_objects)
 from .actor import DocumentRegistry
 from .update import update_document_set
@@ -81,11 +81,10 @@ class UpdateHandler(RegistryResponseHandler[Submission | None]):
     def parse(self, payload: etree._Element) -> Submission:
         return parse_submission(payload)
 
-    def run(self, subject: Submission | None) -> HandlerOutcome[Submission | None]:
+    def run(self, subject: Submission | None, request: SoapRequest) -> HandlerOutcome[Submission | None]:
         assert subject is not None
-        response = self.committed(lambda uow: update_document_set(self.registry, subject, uow,
-                                                                  restricted=self.kind.restricted))
-        return HandlerOutcome(response, OUTCOME_SUCCESS, subject)
+        return self.committed(lambda uow: update_document_set(self.registry, subject, uow,
+                                                              restricted=self.kind.restricted), request, subject)
 
     def audit_record(self, request: SoapRequest, outcome: HandlerOutcome[Submission | None],
                      description: str | None) -> AuditRecord:

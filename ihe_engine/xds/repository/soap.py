@@ -96,23 +96,30 @@ class _Handlers:
 
     def provide_and_register(self, request: SoapRequest) -> SoapResponse:
         _expect(request, (_PNR,))
-        result = self._provide(request)
-        _audit_provide(self.runtime, request, result)
+        result, audited = self._provide(request)
+        if not audited:
+            for record in _provide_records(request, result):
+                self.runtime.audit.emit(record)
         return SoapResponse(body=registry_response_element(result.response))
 
-    def _provide(self, request: SoapRequest) -> ProvideResult:
-        """The actor's result, or a Failure carrying every RegistryError of the refusal (nothing kept)."""
+    def _provide(self, request: SoapRequest) -> tuple[ProvideResult, bool]:
+        """The actor's result, or a Failure carrying every RegistryError of the refusal (nothing kept); and
+        whether its audit records were queued in the submission's own transaction (embedded registry: they are
+        durable exactly when the documents are; a remote registration committed earlier, they follow it)."""
         submission = None
         try:
             submission = parse_submission(request.payload)
             with self.runtime.uow() as uow:
                 result = self.repository.provide_and_register(submission, lambda doc: request.binary(doc.element),
                                                               uow)
+                audited = not _sent_iti42(result)  # a remote registration committed the rows already
+                if audited:
+                    self.runtime.audit.emit_with(uow.session, _provide_records(request, result))
                 uow.commit()
-            return result
+            return result, audited
         except XdsError as refused:
             return ProvideResult(response=registry_response(refused.errors), submission=submission,
-                                 registry_destination=self.repository.registry_client.destination)
+                                 registry_destination=self.repository.registry_client.destination), False
 
     # ------------------------------------------------------------------------------------------ ITI-43
 
@@ -134,8 +141,8 @@ class _Handlers:
         document_requests = parse_document_requests(request.payload)
         with self.runtime.uow() as uow:
             response = self.repository.remove_documents(document_requests, uow)
+            self.runtime.audit.emit_with(uow.session, [_remove_record(request, document_requests, response)])
             uow.commit()
-        _audit_remove(self.runtime, request, document_requests, response)
         return SoapResponse(body=registry_response_element(response))
 
 
@@ -170,22 +177,23 @@ def _this_endpoint(request: SoapRequest, *, requestor: bool = False, role=DESTIN
                        alternative_user_id=str(os.getpid()))
 
 
-def _audit_provide(runtime: Any, request: SoapRequest, result: ProvideResult) -> None:
+def _provide_records(request: SoapRequest, result: ProvideResult) -> list[AuditRecord]:
     """ITI-41 Import (C) as the receiving repository; ITI-42 Export (R) when it sent ITI-42 to a remote registry
     (a grouped registry exchanges no ITI-42 message, and audits nothing for it either)."""
     objects = submission_objects(result.submission)
     outcome, description = _outcome(result.response), _description(result.response)
-    runtime.audit.emit(AuditRecord(
+    records = [AuditRecord(
         event_id=IMPORT, action="C", outcome=outcome, event_types=(_ITI41,), outcome_description=description,
-        participants=(_requestor(request), _this_endpoint(request)), objects=objects, transaction="ITI-41"))
+        participants=(_requestor(request), _this_endpoint(request)), objects=objects, transaction="ITI-41")]
     if result.submission is None or not objects or not _sent_iti42(result):
-        return  # nothing sent: refused before registering, or the grouped registry (no ITI-42 message)
-    runtime.audit.emit(AuditRecord(
+        return records  # nothing sent: refused before registering, or the grouped registry (no ITI-42 message)
+    records.append(AuditRecord(
         event_id=_EXPORT, action="R", outcome=outcome, event_types=(_ITI42,), outcome_description=description,
         participants=(_this_endpoint(request, requestor=True, role=SOURCE_ROLE),
                       Participant(user_id=result.registry_destination or "registry", is_requestor=False,
                                   role=DESTINATION_ROLE)),
         objects=objects, transaction="ITI-42"))
+    return records
 
 
 def _sent_iti42(result: ProvideResult) -> bool:
@@ -215,11 +223,11 @@ def _requestor_as_destination(request: SoapRequest) -> Participant:
                        network_access_point=requestor.network_access_point, user_name=requestor.user_name)
 
 
-def _audit_remove(runtime: Any, request: SoapRequest, document_requests: Sequence[DocumentRequest],
-                  response: RegistryResponse) -> None:
+def _remove_record(request: SoapRequest, document_requests: Sequence[DocumentRequest],
+                   response: RegistryResponse) -> AuditRecord:
     """ITI-86: Patient Record Delete (D), by analogy with ITI-62, one Document object per request."""
-    runtime.audit.emit(AuditRecord(
+    return AuditRecord(
         event_id=_PATIENT_RECORD, action="D", outcome=_outcome(response), event_types=(_ITI86,),
         outcome_description=_description(response),
         participants=(_requestor(request), _this_endpoint(request)),
-        objects=tuple(_document_object(item) for item in document_requests), transaction="ITI-86"))
+        objects=tuple(_document_object(item) for item in document_requests), transaction="ITI-86")

@@ -169,6 +169,13 @@ def test_ins_type_code_other_than_ins_is_a_warning(rules):
     assert codes(issues) == [("warning", "103", "PID-3", 1)]
 
 
+def test_identifiers_without_type_codes_skip_the_type_code_rule(rules):
+    """HL7 v3 identifiers (II) carry no type code: only the number, OID and status rules apply."""
+    assert rules.check_identity([ins_nir(type_code="")], "QUAL", typed=False) == []
+    assert codes(rules.check_identity([ins_nir(type_code="")], "QUAL")) == [("warning", "103", "PID-3", 1)]
+    assert codes(rules.check_identity([ins_nir(NIR[:-2] + "00")], "QUAL", typed=False))[0][0] == "error"
+
+
 def test_only_one_ins_may_be_sent(rules):
     identity = [ins_nir(), LOCAL, ins_nir(OTHER_NIR)]
     issues = rules.check_identity(identity, "QUAL")

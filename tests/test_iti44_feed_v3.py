@@ -273,6 +273,7 @@ def test_french_rules_accept_a_qualified_ins(french_pix, database):
     answer = send(url, m.add_patient([(m.HOSPITAL, "F12")], other_ids=[(m.INS_NIR, NIR)], reliability="QUAL"),
                   m.ADD)
     assert m.ack_code(answer) == "AA", m.details(answer)
+    assert m.details(answer) == [], "a valid qualified INS raises no warning (an II has no PID-3.5 type to check)"
     assert resolve(database, cx(m.INS_NIR, NIR)).patient_id == resolve(database, cx(m.HOSPITAL, "F12")).patient_id
     assert patient_row(database, cx(m.HOSPITAL, "F12")).identity_reliability == "QUAL"
 

@@ -141,25 +141,27 @@ def ins_identifiers(identifiers: Sequence[CX]) -> list[CX]:
 
 # -- PID-3 -------------------------------------------------------------------------------------------------------
 
-def check_pid3(identifiers: Sequence[CX], *, production: bool) -> list[IdentityIssue]:
-    """Issues with the INS and INS-C identifiers of PID-3; other identifiers pass."""
+def check_pid3(identifiers: Sequence[CX], *, production: bool, typed: bool = True) -> list[IdentityIssue]:
+    """Issues with the INS and INS-C identifiers of PID-3; other identifiers pass. ``typed``: the identifiers
+    carry a type code (PID-3.5) to check; HL7 v3 identifiers have none."""
     issues: list[IdentityIssue] = []
     for repetition, identifier in enumerate(identifiers, start=1):
         found = classify(identifier)
         if found is not None and not identifier.is_null:
-            issues.extend(_check_one(identifier, found, repetition, production=production))
+            issues.extend(_check_one(identifier, found, repetition, production=production, typed=typed))
     issues.extend(_check_single_ins(identifiers))
     return issues
 
 
-def _check_one(identifier: CX, found: InsOid, repetition: int, *, production: bool) -> list[IdentityIssue]:
+def _check_one(identifier: CX, found: InsOid, repetition: int, *, production: bool,
+               typed: bool) -> list[IdentityIssue]:
     def issue(severity: str, code: str, message: str) -> IdentityIssue:
         return IdentityIssue(severity=severity, code=code, message=f"{found.label} {identifier.id!r}: {message}",
                              identifier=identifier, repetition=repetition)
 
     issues = [issue(*problem) for problem in _environment_problems(found, production=production)]
     issues += [issue(*problem) for problem in _authority_problems(identifier, found)]
-    issues += [issue(*problem) for problem in _value_problems(identifier, found)]
+    issues += [issue(*problem) for problem in _value_problems(identifier, found, typed=typed)]
     return issues
 
 
@@ -184,13 +186,13 @@ def _authority_problems(identifier: CX, found: InsOid) -> list[Problem]:
     return []
 
 
-def _value_problems(identifier: CX, found: InsOid) -> list[Problem]:
+def _value_problems(identifier: CX, found: InsOid, *, typed: bool) -> list[Problem]:
     if found.kind is InsKind.INSC:
         return [("error", ERR_DATA_TYPE, message) for message in check_insc(identifier.id)]
     check = check_nir(identifier.id, nia=found.kind is InsKind.NIA)
     problems: list[Problem] = [("error", _nir_error_code(message), message) for message in check.errors]
     problems += [("warning", ERR_DATA_TYPE, message) for message in check.warnings]
-    if check.valid and identifier.type_code != INS_TYPE_CODE:
+    if check.valid and typed and identifier.type_code != INS_TYPE_CODE:
         problems.append(("warning", ERR_TABLE_VALUE, f"the identifier type (PID-3.5) of an INS is "
                                                      f"{INS_TYPE_CODE!r}, not {identifier.type_code!r}"))
     return problems

@@ -23,8 +23,10 @@ class FrenchIdentityRules:
     def __init__(self, *, production: bool = False) -> None:
         self.production = production
 
-    def check_identity(self, identifiers: Sequence[CX], reliability: str | None) -> list[IdentityIssue]:
-        return ins.check_pid3(identifiers, production=self.production) + ins.check_pid32(identifiers, reliability)
+    def check_identity(self, identifiers: Sequence[CX], reliability: str | None, *,
+                       typed: bool = True) -> list[IdentityIssue]:
+        return (ins.check_pid3(identifiers, production=self.production, typed=typed)
+                + ins.check_pid32(identifiers, reliability))
 
     def national_identifiers(self, identifiers: Sequence[CX]) -> list[CX]:
         return ins.ins_identifiers(identifiers)

@@ -73,8 +73,13 @@ class IdentityIssue:
 class IdentityRules(Protocol):
     """National rules over one incoming identity: pure functions, no storage, no I/O."""
 
-    def check_identity(self, identifiers: Sequence[CX], reliability: str | None) -> list[IdentityIssue]:
-        """Issues with PID-3 ``identifiers`` (in message order) and the PID-32 ``reliability`` code."""
+    def check_identity(self, identifiers: Sequence[CX], reliability: str | None, *,
+                       typed: bool = True) -> list[IdentityIssue]:
+        """Issues with PID-3 ``identifiers`` (in message order) and the PID-32 ``reliability`` code.
+
+        ``typed``: the identifiers can carry an identifier type code (HL7 v2 CX.5); an HL7 v3 II has none, so no
+        rule about it applies.
+        """
         ...
 
     def national_identifiers(self, identifiers: Sequence[CX]) -> list[CX]:
@@ -89,7 +94,8 @@ class IdentityRules(Protocol):
 class NoIdentityRules:
     """The default: no national rules, so no issues, no national identifiers, never qualified."""
 
-    def check_identity(self, identifiers: Sequence[CX], reliability: str | None) -> list[IdentityIssue]:
+    def check_identity(self, identifiers: Sequence[CX], reliability: str | None, *,
+                       typed: bool = True) -> list[IdentityIssue]:
         return []
 
     def national_identifiers(self, identifiers: Sequence[CX]) -> list[CX]:

@@ -112,7 +112,8 @@ class Iti44Feed(V3Handler):
 
     def _check_rules(self, patient: PatientRecord) -> list[AckDetail]:
         """National rules over the identifiers: errors refuse the message, warnings go back with the AA."""
-        issues = self.rules.check_identity([located.cx for located in patient.identifiers], patient.reliability)
+        issues = self.rules.check_identity([located.cx for located in patient.identifiers], patient.reliability,
+                                           typed=False)  # an II has no identifier type code
         details = [_detail(issue, patient) for issue in issues]
         errors = [detail for detail, issue in zip(details, issues) if issue.is_error]
         if errors:

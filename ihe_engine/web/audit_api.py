@@ -22,6 +22,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from ..audit import AuditRecord, Participant, ParticipantObject
 from ..audit import fhir, repository
+from .access import ApiAccess, Guarded, principal_of
 
 __all__ = ["mount_audit_api", "AuditEventResource", "PatientHistoryResource"]
 
@@ -31,10 +32,14 @@ AUDIT_LOG_USED = ("110101", "DCM", "Audit Log Used")
 _URI_ID_TYPE = ("12", "RFC-3881", "URI")
 
 
-def mount_audit_api(root: Resource, runtime: Any) -> None:
-    """Mount /fhir/AuditEvent and /api/audit/patient-history on ``root``, sharing /fhir and /api with others."""
-    _child(root, b"fhir").putChild(b"AuditEvent", AuditEventResource(runtime))
-    _child(_child(root, b"api"), b"audit").putChild(b"patient-history", PatientHistoryResource(runtime))
+def mount_audit_api(root: Resource, runtime: Any, access: ApiAccess | None = None) -> None:
+    """Mount /fhir/AuditEvent and /api/audit/patient-history on ``root``, sharing /fhir and /api with others;
+    both need the ``audit:read`` scope (see :mod:`ihe_engine.web.access`)."""
+    access = access or ApiAccess.from_settings(runtime.settings)
+    read = {b"GET": "audit:read"}
+    _child(root, b"fhir").putChild(b"AuditEvent", Guarded(AuditEventResource(runtime), read, access, runtime))
+    _child(_child(root, b"api"), b"audit").putChild(
+        b"patient-history", Guarded(PatientHistoryResource(runtime), read, access, runtime))
 
 
 def _child(parent: Resource, name: bytes) -> Resource:
@@ -87,9 +92,11 @@ class _JsonResource(Resource):
     def _audit_use(self, request: Any) -> None:
         peer = request.getClientAddress()
         host = getattr(peer, "host", None) or "unknown"
+        principal = principal_of(request)
         self.runtime.audit.emit(AuditRecord(
             event_id=AUDIT_LOG_USED, action="R", transaction="ITI-81",
-            participants=(Participant(user_id=host, is_requestor=True, network_access_point=host),
+            participants=(Participant(user_id=principal or host, is_requestor=True, network_access_point=host,
+                                      alternative_user_id=host if principal else None),
                           Participant(user_id=request.uri.decode("ascii", "replace").split("?", 1)[0],
                                       is_requestor=False, alternative_user_id=self.runtime.process_id,
                                       network_access_point=self.runtime.node_name)),

@@ -60,10 +60,13 @@ def build_root(runtime, endpoints: dict[str, Resource]) -> Resource:  # type: ig
     root = Resource()
     root.putChild(b"metrics", MetricsResource())
     root.putChild(b"health", HealthResource(runtime))
+    from .access import ApiAccess, Guarded
     from .identity_api import IdentityApi
 
+    access = ApiAccess.from_settings(runtime.settings)
     api = Resource()
-    api.putChild(b"identity", IdentityApi(runtime))  # identity vigilance queue and patient history (JSON)
+    api.putChild(b"identity", Guarded(IdentityApi(runtime), {b"GET": "identity:read", b"POST": "identity:decide"},
+                                      access, runtime))  # identity vigilance queue and patient history (JSON)
     root.putChild(b"api", api)
     for path, resource in endpoints.items():
         parent = root
@@ -77,5 +80,5 @@ def build_root(runtime, endpoints: dict[str, Resource]) -> Resource:  # type: ig
         parent.putChild(leaf.encode(), resource)
     from .audit_api import mount_audit_api
 
-    mount_audit_api(root, runtime)  # /fhir/AuditEvent (ITI-81 style) and /api/audit/patient-history
+    mount_audit_api(root, runtime, access)  # /fhir/AuditEvent (ITI-81 style) and /api/audit/patient-history
     return root

@@ -134,7 +134,11 @@ def _serve_in_process(settings: Settings, sockets: list[BoundSocket], *, announc
     from .bootstrap import build_runtime, start_listeners
 
     runtime = build_runtime(settings, reactor)
-    ports = start_listeners(runtime, sockets)
+    try:
+        ports = start_listeners(runtime, sockets)
+    except BaseException:  # a configuration error found while starting: leave, do not wait on the pool threads
+        runtime.threadpool.stop()
+        raise
     for item in sockets:
         item.sock.close()  # the reactor holds its own duplicate of each descriptor
 

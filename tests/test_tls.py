@@ -6,7 +6,6 @@ come from our side and be reported exactly once through ``on_failure`` with a re
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -27,12 +26,9 @@ from ihe_engine.plugins import create_plugin_manager, hookimpl
 from ihe_engine.transport.tls import (BCP195_CIPHERS, TLSConfig, client_connection_creator,
                                       describe_handshake_failure, listen_tls, peer_identity,
                                       security_alert_reporter, server_context)
+from tls_peers import OPENSSL_ENV, WAIT, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
-WAIT = 15  # seconds: an upper bound for waits, never asserted on
-# The system openssl.cnf may forbid old protocols on the client side; our server must be the one refusing them.
-OPENSSL_ENV = {**os.environ, "OPENSSL_CONF": os.devnull}
 
 
 class _Recorder(Protocol):
@@ -241,12 +237,6 @@ def test_refusal_becomes_a_security_alert_through_the_audit_hook(reactor_thread,
 # ------------------------------------------------------------------------------------------ client side
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class _Sender(Protocol):
     """Writes one payload and closes; remembers why the connection failed, if it did."""
 
@@ -266,7 +256,7 @@ class _Sender(Protocol):
 
 
 def _run_s_server(pki, reactor, config: TLSConfig, hostname: str, payload: bytes):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1", "-cert", str(pki.server.cert),
          "-key", str(pki.server.key), "-CAfile", str(pki.ca), "-Verify", "1", "-verify_return_error"],

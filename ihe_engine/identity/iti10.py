@@ -10,7 +10,8 @@ the consumer's ``domains`` when it has a filter (no A31 when none is left); PID-
 Send (:class:`PixUpdateSender`, started by ``serve``): every ``poll_interval`` each consumer's queue is drained in
 order over one MLLP connection (TLS when the consumer says so, with the node's ITI-19 certificate). An item is done
 when the consumer answers AA (or CA); an AE/AR, a timeout, a refused or lost connection schedules it (and the rest
-of its batch, keeping their order) again after ``retry_backoff * 2**attempts`` seconds, at most ``max_backoff``.
+of its batch, keeping their order) again after ``retry_backoff * 2**attempts`` seconds, at most ``max_backoff``;
+a refused TLS handshake is also a Security Alert (110113) naming the consumer and the reason, one per attempt.
 Claims are leases, so several workers or machines drain the same queues without sending an item twice at once; a
 worker that dies leaves its lease to expire. Delivery is at least once: a retry reuses the same MSH-10.
 
@@ -209,7 +210,8 @@ class PixUpdateSender:
 
     @inlineCallbacks
     def _exchange(self, consumer: PixConsumer, item: QueuedItem):  # type: ignore[no-untyped-def]
-        """(MSA-1 or None, error text); audits every answered exchange."""
+        """(MSA-1 or None, error text); audits every answered exchange, and every refused TLS connection."""
+        client = None
         try:
             client = yield self._connection(consumer)
             answer = client.send(item.payload)
@@ -217,7 +219,8 @@ class PixUpdateSender:
             raw = yield answer
         except Exception as exc:  # refused, lost, timed out: the connection is dropped, the item retried
             self._forget(consumer)
-            return None, f"no answer: {exc.__class__.__name__}: {exc}"
+            refusal = self._tls_refusal(consumer, client, exc)
+            return None, f"no answer: {refusal or f'{exc.__class__.__name__}: {exc}'}"
         code, text = _acknowledgment(raw)
         self._audit(consumer, item, code)
         return code, f"answered {code} {text}".strip()
@@ -238,6 +241,22 @@ class PixUpdateSender:
                                     timeout=self.answer_timeout)
         self._connections[consumer.name] = client
         return client
+
+    def _tls_refusal(self, consumer: PixConsumer, client: Any, error: BaseException) -> str | None:
+        """A TLS refusal (ITI-19) of this attempt becomes a Security Alert naming the consumer; None if TLS is
+        not what failed."""
+        from ..transport.tls import outbound_refusal
+
+        if not consumer.tls or client is None:
+            return None
+        reason = outbound_refusal(client.transport.getHandle(), error)
+        if reason is not None:
+            peer = f"{consumer.host}:{consumer.port}"
+            log.warning("ITI-10 TLS connection to %s (%s) refused: %s", consumer.name, peer, reason)
+            self.runtime.audit.security_alert(description=f"ITI-10 to PIX consumer {consumer.name!r} ({peer}): "
+                                                          f"{reason}", peer=peer, node=self.runtime.node_name)
+            return f"TLS refused: {reason}"
+        return None
 
     def _forget(self, consumer: PixConsumer) -> None:
         client = self._connections.pop(consumer.name, None)

@@ -15,7 +15,8 @@ A message that can never be sent (over UDP, one larger than a datagram) is marke
 ``last_error`` and counted in ``ihe_syslog_messages_rejected``, so it does not hold up the queue.
 The TLS sender caps its connections at TLS 1.2: in TLS 1.3 a client finishes its handshake before the server has
 checked the client certificate, so a refusing server would silently swallow a batch; in TLS 1.2 a completed
-handshake proves the server accepted us.
+handshake proves the server accepted us. Each refused handshake is reported once to ``on_tls_failure(peer,
+reason)`` (the audit emission turns it into a Security Alert).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from zope.interface import implementer
 from ..errors import ConfigurationError, RemoteProtocolError
 from ..metrics import CONNECTIONS_OPEN, CONNECTIONS_TOTAL
 from .syslog import FramingError, OctetCountingFramer, SyslogMessage, frame_octet_counted, parse_rfc5424
-from .tls import TLSConfig, client_connection_creator, describe_handshake_failure
+from .tls import OnFailure, TLSConfig, client_connection_creator, describe_handshake_failure
 from . import DEFAULT_MAX_CONNECTIONS, ConnectionLimit, describe_peer
 
 __all__ = [
@@ -280,6 +281,8 @@ class _StreamChannel(Protocol):
         self.tls = tls
         self.ready: Deferred[_StreamChannel] = Deferred()
         self.lost: Failure | None = None
+        self.refusal: str | None = None
+        """Why the TLS handshake failed, when it did."""
         self._flush_waiters: list[Deferred[None]] = []
         self._socket_transport: Any = None
 
@@ -319,6 +322,7 @@ class _StreamChannel(Protocol):
         if not self.ready.called:
             handle = self.transport.getHandle() if self.tls and hasattr(self.transport, "getHandle") else None
             text = describe_handshake_failure(handle, reason) if self.tls else reason.getErrorMessage()
+            self.refusal = text if self.tls else None
             reason = Failure(SendError(f"connection failed: {text}"))
         self.lost = reason
         waiters, self._flush_waiters = self._flush_waiters, []
@@ -369,7 +373,7 @@ class SyslogSender:
     def __init__(self, runtime: Any, *, queue: str = "atna-out", host: str, port: int, protocol: str = "tls",
                  tls_config: TLSConfig | None = None, batch: int = 100, retry_backoff: float = 1.0,
                  max_backoff: float = 300.0, poll_interval: float = 1.0, lease: float = 60.0,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, on_tls_failure: OnFailure | None = None) -> None:
         if protocol not in ("tls", "tcp", "udp"):
             raise ConfigurationError(f"syslog protocol must be tls, tcp or udp, not {protocol!r}")
         if protocol == "tls" and tls_config is None:
@@ -380,6 +384,7 @@ class SyslogSender:
         self.tls_config, self.batch = tls_config, batch
         self.retry_backoff, self.max_backoff, self.poll_interval = retry_backoff, max_backoff, poll_interval
         self.lease, self.connect_timeout = timedelta(seconds=lease), connect_timeout
+        self.on_tls_failure = on_tls_failure
         self.worker = f"{runtime.node_name}:{runtime.process_id}:{id(self):x}"[-128:]
         self._channel: Any = None
         self._loop: LoopingCall | None = None
@@ -591,8 +596,18 @@ class SyslogSender:
             yield ready
         except Exception:
             channel.abort()
+            if channel.refusal is not None:
+                self._tls_refused(channel.refusal)
             raise
         return channel
+
+    def _tls_refused(self, reason: str) -> None:
+        log.warning("syslog sender %s: TLS connection to %s:%s refused: %s", self.queue, self.host, self.port, reason)
+        if self.on_tls_failure is not None:
+            try:
+                self.on_tls_failure(f"{self.host}:{self.port}", reason)
+            except Exception:  # reporting must not change what happens to the queued messages
+                log.exception("syslog sender %s: on_tls_failure failed", self.queue)
 
     @inlineCallbacks
     def _open_datagram_channel(self):  # type: ignore[no-untyped-def]

@@ -13,6 +13,11 @@ leaf fingerprints and an optional CRL. From it come pyOpenSSL contexts that:
 * for clients, check the server name against the certificate (RFC 6125, service_identity) only when
   ``verify_hostname`` is set: IHE deployments often address nodes by IP or alias, so it is an option.
 
+Outbound, the same client context serves Twisted clients (:func:`client_connection_creator`: ITI-10 over MLLP,
+the syslog sender) and blocking ``requests`` clients (:func:`https_adapter`: ITI-46 over https, through urllib3's
+pyOpenSSL socket wrapper), so there is one set of rules for every connection this node opens.
+:func:`outbound_refusal` tells a refused TLS connection (worth a Security Alert) from a network failure.
+
 Every refused handshake is reported once through ``on_failure(peer, reason)`` by the protocol that
 :func:`wrap_server_factory` / :func:`listen_tls` put around the application factory; the reason is the most precise
 one known: the certificate check that failed (recorded by the verify callback), else the OpenSSL error, else the
@@ -28,6 +33,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import ssl
 import tempfile
 import weakref
 from dataclasses import dataclass
@@ -37,11 +43,15 @@ from typing import Any, Callable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
+from requests.adapters import HTTPAdapter
 from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+from urllib3.contrib.pyopenssl import WrappedSocket
+from urllib3.util import wait_for_read
 from zope.interface import implementer
 
 from ..errors import ConfigurationError
@@ -63,6 +73,9 @@ __all__ = [
     "server_connection_creator",
     "client_connection_creator",
     "describe_handshake_failure",
+    "outbound_refusal",
+    "OutboundTLSRefused",
+    "https_adapter",
     "ReportingTLSFactory",
     "wrap_server_factory",
     "security_alert_reporter",
@@ -207,6 +220,10 @@ _SSL_ERRORS = {
     "wrong version number": "peer did not speak TLS",
     "tlsv1 alert unknown ca": "peer does not trust our certificate (unknown CA)",
     "tlsv13 alert certificate required": "peer requires a client certificate",
+    "alert protocol version": "peer does not speak TLS 1.2 or later (TLS 1.0/1.1 are refused)",
+    "system library": "the peer reset the connection during the TLS handshake (it may not accept our certificate)",
+    "alert handshake failure": ("peer found no TLS version or cipher suite in common (TLS 1.2 or later with the "
+                                "BCP195 suites only)"),
 }
 
 _ALERTS = {
@@ -460,6 +477,162 @@ def client_connection_creator(config: TLSConfig, hostname: str, *, allow_tls13: 
                               ) -> ClientConnectionCreator:
     """``allow_tls13=False`` caps at TLS 1.2, where a completed handshake proves the server accepted us."""
     return ClientConnectionCreator(config, hostname, allow_tls13=allow_tls13)
+
+
+# --------------------------------------------------------------------------------------------------- outbound
+
+
+def outbound_refusal(handle: SSL.Connection | None, error: Failure | BaseException | None) -> str | None:
+    """Why a connection this node opened failed at the TLS layer, or None when TLS is not what failed.
+
+    A TLS error (our checks of the server, or an alert from the server, which under TLS 1.3 may come after our
+    side of the handshake finished) or a peer that hung up in the middle of the handshake is a refusal; no TCP
+    connection, a timeout or a connection lost after the handshake are network failures, not refusals.
+    """
+    handshake = _HANDSHAKES.get(handle) if handle is not None else None
+    if handshake is None:
+        return None
+    value = error.value if isinstance(error, Failure) else error
+    hung_up = isinstance(value, (ConnectionDone, ConnectionLost)) and not handshake.completed
+    if isinstance(value, SSL.Error) or hung_up:
+        return describe_handshake_failure(handle, value)
+    return None
+
+
+class OutboundTLSRefused(ssl.SSLError):
+    """A TLS connection this node opened (blocking client) was refused; ``reason`` says why, for a person."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        super().__init__(f"TLS with {peer} refused: {reason}")
+        self.peer, self.reason = peer, reason
+
+
+class _ReportingSocket(WrappedSocket):
+    """urllib3's pyOpenSSL socket, reporting a TLS alert read before the peer's first byte (under TLS 1.3 the
+    server judges our certificate after our side of the handshake is over)."""
+
+    def __init__(self, connection: SSL.Connection, sock: Any, peer: str, on_failure: OnFailure | None) -> None:
+        super().__init__(connection, sock)
+        self._peer, self._on_failure, self._heard = peer, on_failure, False
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        try:
+            count = super().recv_into(*args, **kwargs)
+        except ssl.SSLError as exc:
+            reason = None if self._heard else outbound_refusal(self.connection, exc.__cause__)
+            self._heard = True
+            if reason is not None:
+                _report_outbound(self._on_failure, self._peer, reason)
+                raise OutboundTLSRefused(self._peer, reason) from exc
+            raise
+        self._heard = True
+        return count
+
+
+def _report_outbound(on_failure: OnFailure | None, peer: str, reason: str | None) -> None:
+    if reason is None:
+        return
+    log.warning("TLS connection to %s refused: %s", peer, reason)
+    if on_failure is not None:
+        try:
+            on_failure(peer, reason)
+        except Exception:  # a reporting sink must not change what the caller sees
+            log.exception("on_failure callback failed for %s", peer)
+
+
+class _BlockingClientContext:
+    """What urllib3 asks of an ``ssl.SSLContext``, answered with :func:`client_context` (pyOpenSSL).
+
+    Verification cannot be turned off and trust cannot be widened: the CA bundle, the client certificate and
+    the host name check all come from the :class:`TLSConfig`. One pyOpenSSL context per server name.
+    """
+
+    check_hostname = False  # urllib3 must not check names itself: our verify callback does, if configured
+
+    def __init__(self, config: TLSConfig, on_failure: OnFailure | None) -> None:
+        self.config, self.on_failure = config, on_failure
+        self._contexts: dict[str, SSL.Context] = {}
+
+    @property
+    def verify_mode(self) -> ssl.VerifyMode:
+        return ssl.CERT_REQUIRED
+
+    @verify_mode.setter
+    def verify_mode(self, mode: int) -> None:
+        if mode != ssl.CERT_REQUIRED:
+            raise ConfigurationError("TLS peer verification cannot be turned off for this node's clients")
+
+    def set_alpn_protocols(self, protocols: Any) -> None:
+        """HTTP/1.1 only: nothing to negotiate."""
+
+    def load_verify_locations(self, *args: Any, **kwargs: Any) -> None:
+        raise ConfigurationError("the trusted CAs of this node's clients come from --tls-ca only")
+
+    def load_cert_chain(self, *args: Any, **kwargs: Any) -> None:
+        raise ConfigurationError("the client certificate of this node comes from --tls-cert only")
+
+    def wrap_socket(self, sock: Any, server_side: bool = False, server_hostname: str | None = None,
+                    **_options: Any) -> _ReportingSocket:
+        host = server_hostname or sock.getpeername()[0]
+        peer = f"{host}:{sock.getpeername()[1]}"
+        context = self._contexts.get(host)
+        if context is None:
+            context = self._contexts.setdefault(host, client_context(self.config, host))
+        connection = SSL.Connection(context, sock)
+        if not _is_ip_address(host):
+            connection.set_tlsext_host_name(host.encode("idna"))
+        connection.set_connect_state()
+        _HANDSHAKES[connection] = _Handshake()
+        try:
+            _blocking_handshake(connection, sock)
+        except SSL.Error as exc:
+            reason = outbound_refusal(connection, exc) or str(exc)
+            _report_outbound(self.on_failure, peer, reason)
+            raise OutboundTLSRefused(peer, reason) from None
+        return _ReportingSocket(connection, sock, peer, self.on_failure)
+
+
+def _blocking_handshake(connection: SSL.Connection, sock: Any) -> None:
+    while True:
+        try:
+            connection.do_handshake()
+            return
+        except SSL.WantReadError:
+            if not wait_for_read(sock, sock.gettimeout()):
+                raise TimeoutError("the TLS handshake timed out") from None
+
+
+class _MutualTLSAdapter(HTTPAdapter):
+    """A ``requests`` transport adapter whose https connections follow a :class:`TLSConfig` (see
+    :func:`https_adapter`)."""
+
+    def __init__(self, config: TLSConfig, on_failure: OnFailure | None) -> None:
+        self._tls_context = _BlockingClientContext(config, on_failure)
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, ssl_context=self._tls_context, assert_hostname=False, **kwargs)
+
+    def send(self, request: Any, *args: Any, verify: Any = True, cert: Any = None, **kwargs: Any) -> Any:
+        """``verify=False`` or ``cert=`` cannot loosen the rules; a CA bundle from the environment
+        (REQUESTS_CA_BUNDLE) is ignored: trust comes from --tls-ca only."""
+        if verify is False or cert is not None:
+            raise ConfigurationError("https clients of this node take their trust and certificate from "
+                                     "--tls-ca/--tls-cert, not from verify= or cert=")
+        return super().send(request, *args, verify=True, cert=None, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """requests would point urllib3 at its own CA bundle (certifi); our context is the only source of trust."""
+        conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
+
+
+def https_adapter(config: TLSConfig, on_failure: OnFailure | None = None) -> HTTPAdapter:
+    """A ``requests`` adapter for ``session.mount("https://", ...)``: mutual TLS with this node's certificate,
+    exactly the rules of :func:`client_context` (TLS 1.2 floor, BCP195 suites, CA bundle, pins, CRL, optional
+    RFC 6125 name check). Each refused connection is reported once through ``on_failure(peer, reason)`` and
+    raised as an :class:`OutboundTLSRefused` (inside requests' ``SSLError``); no retry inside the adapter."""
+    client_context(config)  # unreadable credentials are a ConfigurationError now, not at the first request
+    return _MutualTLSAdapter(config, on_failure)
 
 
 # --------------------------------------------------------------------------------------------------- reporting

@@ -16,8 +16,15 @@ The v3 twin of ITI-10 (:mod:`ihe_engine.identity.iti10`), built the same way:
   the same queues without sending an item twice at once. Delivery is at least once; a retry resends the same
   HL7 message id.
 
+https consumers get mutual TLS (ITI-19) with the node's certificate (``--tls-cert``/``--tls-key``), verified
+against ``--tls-ca`` with the pins, CRL and optional host name check of every other TLS client of the node
+(:func:`ihe_engine.transport.tls.https_adapter`); an https consumer on a node without TLS is a configuration
+error at start.
+
 Audit: after each answered exchange, EventID 110110 Patient Record, action R, event type ITI-46, the manager as
-source, the consumer as destination, one patient object per id sent; outcome 0 for AA, 4 otherwise.
+source, the consumer as destination, one patient object per id sent; outcome 0 for AA, 4 otherwise. A refused
+TLS connection (each attempt) is a Security Alert (110113) naming the consumer and the reason; the item stays
+queued.
 
 Configuration (TOML)::
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+from urllib.parse import urlsplit
 
 import requests
 from lxml import etree
@@ -96,8 +104,18 @@ class PixV3Consumer:
 
 
 def load_v3_consumers(settings: Any) -> list[PixV3Consumer]:
-    """``[[pixv3_consumers]]`` from the config file (none: ITI-46 is off)."""
-    return load_consumer_table(settings, "pixv3_consumers", PixV3Consumer.from_config)
+    """``[[pixv3_consumers]]`` from the config file (none: ITI-46 is off); https needs the node's certificate."""
+    consumers = load_consumer_table(settings, "pixv3_consumers", PixV3Consumer.from_config)
+    if not getattr(settings, "tls_enabled", False):
+        _refuse_https_without_tls(consumers)
+    return consumers
+
+
+def _refuse_https_without_tls(consumers: Sequence[PixV3Consumer]) -> None:
+    https = [consumer.name for consumer in consumers if consumer.url.startswith("https://")]
+    if https:
+        raise ConfigurationError(f"PIXv3 consumer {https[0]!r} is reached over https: that needs this node's "
+                                 f"certificate (--tls-cert, --tls-key and --tls-ca)")
 
 
 def manager_device(settings: Any) -> InstanceId:
@@ -161,7 +179,12 @@ def start_sender(runtime: Any) -> "PixV3UpdateSender | None":
     consumers = load_v3_consumers(runtime.settings)
     if not consumers:
         return None
-    sender = PixV3UpdateSender(runtime, consumers)
+    tls_config = None
+    if runtime.settings.tls_enabled:
+        from ...transport.tls import TLSConfig
+
+        tls_config = TLSConfig.from_settings(runtime.settings)
+    sender = PixV3UpdateSender(runtime, consumers, tls_config=tls_config)
     sender.start()
     runtime.reactor.addSystemEventTrigger("before", "shutdown", sender.stop)
     return sender
@@ -174,12 +197,19 @@ class PixV3UpdateSender:
 
     def __init__(self, runtime: Any, consumers: Sequence[PixV3Consumer], *, batch: int = 20,
                  retry_backoff: float = 1.0, max_backoff: float = 300.0, poll_interval: float = 1.0,
-                 lease: float = 60.0, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+                 lease: float = 60.0, timeout: float = 10.0, session: requests.Session | None = None,
+                 tls_config: Any = None) -> None:
+        if tls_config is None:
+            _refuse_https_without_tls(consumers)
         self.runtime, self.consumers = runtime, tuple(consumers)
         self.outbox = LeasedOutbox(runtime, batch=batch, lease=lease, retry_backoff=retry_backoff,
                                    max_backoff=max_backoff)
         self.poll_interval, self.timeout = poll_interval, timeout
         self.http = session or requests.Session()
+        if tls_config is not None:
+            from ...transport.tls import https_adapter
+
+            self.http.mount("https://", https_adapter(tls_config, self._tls_refused))
         self._busy: set[str] = set()
         self._loop: LoopingCall | None = None
 
@@ -232,11 +262,24 @@ class PixV3UpdateSender:
             finally:
                 answer.close()
         except Exception as exc:  # refused, lost, timed out, not SOAP: retried later
+            refused = _tls_refusal(exc)
+            if refused is not None:
+                return None, f"no answer: {refused}"
             return None, f"no answer: {exc.__class__.__name__}: {exc}"
         code = _ack_code(reply.envelope.payload)
         error = "" if code in _ACCEPTED else f"answered {code or etree.QName(reply.envelope.payload).localname}"
         self._audit(consumer, payload, code in _ACCEPTED, error)
         return code, error
+
+    def _tls_refused(self, peer: str, reason: str) -> None:
+        """A refused TLS connection to a consumer (ITI-19): a Security Alert, for each attempt."""
+        audit = getattr(self.runtime, "audit", None)
+        if audit is None:
+            return
+        names = [consumer.name for consumer in self.consumers if _address(consumer.url) == peer]
+        who = f"PIXv3 consumer {names[0]!r} ({peer})" if names else f"PIXv3 consumer at {peer}"
+        audit.security_alert(description=f"ITI-46 to {who}: {reason}", peer=peer,
+                             node=getattr(self.runtime, "node_name", "") or "pix-manager")
 
     def _audit(self, consumer: PixV3Consumer, payload: etree._Element, accepted: bool, error: str) -> None:
         audit = getattr(self.runtime, "audit", None)
@@ -254,6 +297,28 @@ class PixV3UpdateSender:
         audit.emit(AuditRecord(event_id=PATIENT_RECORD, action="R", event_types=(ITI46_EVENT_TYPE,),
                                outcome=0 if accepted else 4, outcome_description=error or None,
                                participants=(source, destination), objects=objects, transaction="ITI-46"))
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _tls_refusal(error: BaseException) -> str | None:
+    """The refusal inside requests' and urllib3's wrappers of an https failure, if TLS refused the connection."""
+    from ...transport.tls import OutboundTLSRefused
+
+    seen, pending = set(), [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, OutboundTLSRefused):
+            return str(current)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += [item for item in (current.__cause__, current.__context__, getattr(current, "reason", None),
+                                      *current.args) if isinstance(item, BaseException)]
+    return None
 
 
 def _ack_code(payload: etree._Element) -> str | None:

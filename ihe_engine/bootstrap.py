@@ -53,8 +53,9 @@ def hl7_routes(runtime: Runtime) -> list:
     from .identity.iti8 import hl7_routes as iti8_routes
     from .identity.iti9 import hl7_routes as iti9_routes
     from .identity.iti21 import hl7_routes as iti21_routes
+    from .identity.iti22 import hl7_routes as iti22_routes
 
-    return [*iti8_routes(runtime), *iti9_routes(runtime), *iti21_routes(runtime)]
+    return [*iti8_routes(runtime), *iti9_routes(runtime), *iti21_routes(runtime), *iti22_routes(runtime)]
 
 
 def _wsdl(name: str) -> bytes | None:

@@ -192,7 +192,8 @@ def test_page_size_is_capped(people, size):
     assert acknowledgment(answer) == ("AA", "OK") and len(segments(answer, "PID")) == 5
 
 
-def test_iti22_is_not_served(people):
+def test_zv1_without_the_iti22_route_is_an_unsupported_event(people):
+    """This dispatcher serves ITI-21 only (``serve`` adds ITI-22, tests/test_iti22_pdvq.py)."""
     answer = handle(people, qbp("ZV1", "IHE PDQ Query|V1|@PID.5.1.1^DURAND"))
     assert field(answer, "MSA", 1) == "AR" and errors(answer) == [("MSH^1^9^1^2", "201")]
 

@@ -46,7 +46,9 @@ QPD-5 algorithm unknown                                        AE     AE     103
 RCP-1 not I; RCP-2 not a positive count of RD                  AE     AE     102 at ``RCP^1^1`` / ``RCP^1^2^1^n``
 =============================================================  =====  =====  ==================================
 
-ITI-22 (PDVQ) is not served: the engine stores no visit data.
+ITI-22 (PDVQ) is :mod:`~ihe_engine.identity.iti22`: the same query with PV1 criteria, over the visits the feed
+stores; it reuses this module's QPD reading, paging, domains and continuation (and this QCN^J01 cancels its
+pointers too: pointers of both are bound to the sender and query tag alike).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TransactionError
 from ..hl7v2.ack import Hl7Error
@@ -72,7 +74,8 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
     from ..storage import UnitOfWork
 
-__all__ = ["Iti21Pdq", "hl7_routes", "ITI21_EVENT_TYPE", "parse_qpd"]
+__all__ = ["Iti21Pdq", "hl7_routes", "ITI21_EVENT_TYPE", "parse_qpd", "OtherFields", "Refusals", "check_value",
+           "page_size", "query_domains", "continuation_kind", "saved_state", "REFUSED"]
 
 ITI21_EVENT_TYPE = ("ITI-21", "IHE Transactions", "Patient Demographics Query")
 _RESPONSE_TYPE = ("RSP", "K22", "RSP_K21")
@@ -80,7 +83,7 @@ _PATH = re.compile(r"@?PID\.(\d{1,3})(?:\.(\d{1,2}))?(?:\.(\d{1,2}))?\Z")
 _FUZZY_ALGORITHMS = frozenset({"SOUNDEX-FR", "SOUNDEX2", "PHONETIC", "FUZZY"})
 _MAX_VALUE = 200
 _MAX_CRITERIA = 64
-_REFUSED = 4
+REFUSED = 4
 
 
 class Iti21Pdq:
@@ -102,7 +105,7 @@ class Iti21Pdq:
         request = read_query(message)
         try:
             page, pointer, algorithm = self._answer(request, uow)
-        except _Refusals as exc:
+        except Refusals as exc:
             return _refuse(request, uow, context, exc.errors)
         _audit_after_commit(uow, context, [query_audit(
             context, request, event_type=ITI21_EVENT_TYPE, patients=[match.identifiers[0].to_hl7() for match in page])])
@@ -111,42 +114,23 @@ class Iti21Pdq:
                          continuation=pointer)
 
     def _answer(self, request: QueryRequest, uow: "UnitOfWork") -> tuple[list[PatientMatch], str | None, str | None]:
-        """(the page, the pointer to the next one if any, the phonetic algorithm asked); _Refusals if refused."""
+        """(the page, the pointer to the next one if any, the phonetic algorithm asked); Refusals if refused."""
         try:
             query, algorithm = parse_qpd(request.qpd)
-            domains = _domains(uow, request.qpd)
-            limit = self._page_size(request.message)
-            kind, digest = _kind_of(request.message, request.tag), _query_digest(request.qpd)
+            domains = query_domains(uow, request.qpd)
+            limit = page_size(request.message, self.page_size, self.max_page_size)
+            kind, digest = continuation_kind(request.message, request.tag), _query_digest(request.qpd)
             after = _resume_after(uow, request.message, kind, digest)
             matches = search_patients(uow.session, query, domains=domains, limit=limit + 1, after_patient_id=after)
         except TransactionError as exc:
-            raise _Refusals([Hl7Error.from_exception(exc)]) from None
+            raise Refusals([Hl7Error.from_exception(exc)]) from None
         except QueryRefused as exc:
-            raise _Refusals([Hl7Error(code="102", location="QPD^1^3", text=str(exc))]) from None
+            raise Refusals([Hl7Error(code="102", location="QPD^1^3", text=str(exc))]) from None
         page, pointer = matches[:limit], None
         if len(matches) > limit:
             state = json.dumps({"after": page[-1].patient_id, "query": digest}).encode()
             pointer = uow.continuations.create(kind, state, ttl=self.pointer_lifetime)
         return page, pointer, algorithm
-
-    def _page_size(self, message: Message) -> int:
-        rcp = message.find_segment("RCP")
-        if rcp is None:
-            return self.page_size
-        if rcp.get(1) not in ("", "I"):
-            raise TransactionError(f"RCP-1 {rcp.get(1)!r}: only immediate queries (I) are answered", code="102",
-                                   location="RCP^1^1")
-        quantity, units = rcp.get(2, 1).strip(), rcp.get(2, 2)
-        if not quantity:
-            return self.page_size
-        significant = quantity.lstrip("0")
-        if not (quantity.isascii() and quantity.isdigit()) or not significant:
-            raise TransactionError(f"RCP-2 quantity {quantity[:20]!r} is not a positive count", code="102",
-                                   location="RCP^1^2^1^1")
-        if units not in ("", "RD"):
-            raise TransactionError(f"RCP-2 units {units[:20]!r}: only records (RD) are counted", code="102",
-                                   location="RCP^1^2^1^2")
-        return self.max_page_size if len(significant) > 6 else min(int(significant), self.max_page_size)
 
     # -- QCN^J01 -----------------------------------------------------------------------------------------------
 
@@ -155,13 +139,34 @@ class Iti21Pdq:
         qid = message.find_segment("QID")
         if qid is None or not qid[1]:
             raise TransactionError("QID-1 (the query tag to cancel) is missing", code="101", location="QID^1^1")
-        kind = _kind_of(message, qid[1])
+        kind = continuation_kind(message, qid[1])
         uow.continuations.cancel_kind(kind)
 
 
 def hl7_routes(runtime: "Runtime | None" = None) -> list[Hl7Route]:
     """The ITI-21 routes (QBP^Q22, QCN^J01) for the MLLP dispatcher."""
     return Iti21Pdq().routes()
+
+
+def page_size(message: Message, default: int, maximum: int) -> int:
+    """RCP-2 ``n^RD`` capped at ``maximum`` (``default`` when absent); TransactionError when unusable."""
+    rcp = message.find_segment("RCP")
+    if rcp is None:
+        return default
+    if rcp.get(1) not in ("", "I"):
+        raise TransactionError(f"RCP-1 {rcp.get(1)!r}: only immediate queries (I) are answered", code="102",
+                               location="RCP^1^1")
+    quantity, units = rcp.get(2, 1).strip(), rcp.get(2, 2)
+    if not quantity:
+        return default
+    significant = quantity.lstrip("0")
+    if not (quantity.isascii() and quantity.isdigit()) or not significant:
+        raise TransactionError(f"RCP-2 quantity {quantity[:20]!r} is not a positive count", code="102",
+                               location="RCP^1^2^1^1")
+    if units not in ("", "RD"):
+        raise TransactionError(f"RCP-2 units {units[:20]!r}: only records (RD) are counted", code="102",
+                               location="RCP^1^2^1^2")
+    return maximum if len(significant) > 6 else min(int(significant), maximum)
 
 
 # -- QPD ---------------------------------------------------------------------------------------------------------
@@ -190,8 +195,20 @@ _SIMPLE_PATHS = {
 }
 
 
-def parse_qpd(qpd: Segment) -> tuple[PatientQuery, str | None]:
-    """(the query QPD-3 and QPD-5 ask, the phonetic algorithm's name or None); TransactionError when unusable."""
+class OtherFields(Protocol):
+    """Criteria on other segments than PID (ITI-22's PV1) read alongside the PID ones by :func:`parse_qpd`."""
+
+    @property
+    def is_empty(self) -> bool: ...
+
+    def read(self, number: int, path: str, value: str, subcomponent: str) -> bool:
+        """Take QPD-3 repetition ``number`` if ``path`` is one of these fields (True); TransactionError if not
+        usable."""
+
+
+def parse_qpd(qpd: Segment, *, other_fields: OtherFields | None = None) -> tuple[PatientQuery, str | None]:
+    """(the query QPD-3 and QPD-5 ask, the phonetic algorithm's name or None); TransactionError when unusable.
+    ``other_fields`` reads the criteria that are not PID paths (else they are refused, 103)."""
     repetitions = qpd.repetitions(3)
     if len(repetitions) > _MAX_CRITERIA:
         raise TransactionError(f"QPD-3 holds {len(repetitions)} criteria, at most {_MAX_CRITERIA} are read",
@@ -201,7 +218,8 @@ def parse_qpd(qpd: Segment) -> tuple[PatientQuery, str | None]:
         components = qpd.components(3, number)
         path = components[0] if components else ""
         value = components[1] if len(components) > 1 else ""
-        _read_criterion(draft, number, path.strip(), value.strip())
+        if other_fields is None or not other_fields.read(number, path.strip(), value.strip(), draft.subcomponent):
+            _read_criterion(draft, number, path.strip(), value.strip())
     algorithm = qpd.get(5).strip()
     if algorithm and algorithm.upper() not in _FUZZY_ALGORITHMS:
         raise TransactionError(f"QPD-5 algorithm {algorithm[:40]!r} is not offered (SOUNDEX-FR is)", code="103",
@@ -210,7 +228,7 @@ def parse_qpd(qpd: Segment) -> tuple[PatientQuery, str | None]:
     if draft.birth_name_only and "family_name" in values:
         values["birth_name"] = values.pop("family_name")
     query = PatientQuery(**values, identifiers=tuple(draft.identifiers), fuzzy=bool(algorithm))
-    if query.is_empty:
+    if query.is_empty and (other_fields is None or other_fields.is_empty):
         raise TransactionError("QPD-3 names no criterion", code="101", location="QPD^1^3")
     return query, algorithm.upper() or None
 
@@ -221,9 +239,7 @@ def _read_criterion(draft: _Draft, number: int, path: str, value: str) -> None:
         code = "103" if re.match(r"@?[A-Z][A-Z0-9]{2}\.\d", path) else "102"
         raise TransactionError(f"QPD-3 repetition {number}: {path[:40]!r} is not a PID field path this supplier "
                                f"searches (@PID.n[.n[.n]])", code=code, location=f"QPD^1^3^{number}^1")
-    if len(value) > _MAX_VALUE:
-        raise TransactionError(f"QPD-3 repetition {number}: value longer than {_MAX_VALUE} characters",
-                               code="104", location=f"QPD^1^3^{number}^2")
+    check_value(number, value)
     key = tuple(int(part) if part else None for part in match.groups())
     if key[0] == 3:
         _read_identifier(draft, number, key[1], key[2], value)
@@ -239,6 +255,13 @@ def _read_criterion(draft: _Draft, number: int, path: str, value: str) -> None:
     else:
         raise TransactionError(f"QPD-3 repetition {number}: {path!r} is not a field this supplier searches",
                                code="103", location=f"QPD^1^3^{number}^1")
+
+
+def check_value(number: int, value: str) -> None:
+    """QPD-3 values are bounded: 104 at the value past ``_MAX_VALUE`` characters."""
+    if len(value) > _MAX_VALUE:
+        raise TransactionError(f"QPD-3 repetition {number}: value longer than {_MAX_VALUE} characters",
+                               code="104", location=f"QPD^1^3^{number}^2")
 
 
 def _read_identifier(draft: _Draft, number: int, component: int | None, subcomponent: int | None,
@@ -280,13 +303,13 @@ def _check_birth_date(value: str, number: int) -> None:
                                code="102", location=f"QPD^1^3^{number}^2")
 
 
-class _Refusals(Exception):
+class Refusals(Exception):
     def __init__(self, errors: list[Hl7Error]) -> None:
         super().__init__(errors[0].text)
         self.errors = errors
 
 
-def _domains(uow: "UnitOfWork", qpd: Segment) -> list[Authority]:
+def query_domains(uow: "UnitOfWork", qpd: Segment) -> list[Authority]:
     domains, errors = [], []
     for number, text in enumerate(qpd.repetitions(8), start=1):
         components = text.split(qpd.encoding.component)
@@ -296,13 +319,13 @@ def _domains(uow: "UnitOfWork", qpd: Segment) -> list[Authority]:
                                    text=f"QPD-8 repetition {number}: unknown patient identifier domain"))
         domains.append(domain)
     if errors:
-        raise _Refusals(errors)
+        raise Refusals(errors)
     return domains
 
 
 # -- continuation ------------------------------------------------------------------------------------------------
 
-def _kind_of(message: Message, tag: str) -> str:
+def continuation_kind(message: Message, tag: str) -> str:
     """Binds pointers to one sender and one query tag; 32 characters (the column's size)."""
     header = message.header
     seed = "\x00".join((header.sending_application, header.sending_facility, tag)).encode("utf-8", "replace")
@@ -315,6 +338,13 @@ def _query_digest(qpd: Segment) -> str:
 
 def _resume_after(uow: "UnitOfWork", message: Message, kind: str, digest: str) -> int | None:
     """The last patient id served before, from DSC-1's pointer; None for a first page."""
+    saved = saved_state(uow, message, kind, digest)
+    return None if saved is None else int(saved["after"])
+
+
+def saved_state(uow: "UnitOfWork", message: Message, kind: str, digest: str) -> dict[str, Any] | None:
+    """The state DSC-1's pointer saved (None for a first page); 204 at ``DSC^1^1`` when the pointer is unknown,
+    expired, cancelled, or was made for another query (``digest``)."""
     dsc = message.find_segment("DSC")
     pointer = dsc.get(1) if dsc is not None else ""
     if not pointer:
@@ -327,7 +357,7 @@ def _resume_after(uow: "UnitOfWork", message: Message, kind: str, digest: str) -
     if saved.get("query") != digest:
         raise TransactionError("DSC-1: the continuation pointer belongs to a different QPD", code="204",
                                location="DSC^1^1")
-    return int(saved["after"])
+    return saved  # type: ignore[no-any-return]
 
 
 # -- answer ------------------------------------------------------------------------------------------------------
@@ -346,7 +376,7 @@ def _body(page: list[PatientMatch], message: Message, algorithm: str | None) -> 
 def _refuse(request: QueryRequest, uow: "UnitOfWork", context: Hl7Context, errors: list[Hl7Error]) -> bytes:
     description = "; ".join(error.text for error in errors)
     _audit_after_commit(uow, context, [query_audit(context, request, event_type=ITI21_EVENT_TYPE, patients=(),
-                                                   outcome=_REFUSED, description=description)])
+                                                   outcome=REFUSED, description=description)])
     return build_rsp(request, context, message_type=_RESPONSE_TYPE, transaction="ITI-21", acknowledgment="AE",
                      query_status="AE", errors=errors)
 

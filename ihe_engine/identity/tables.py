@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..storage.base import Base, utcnow
 
 __all__ = ["Patient", "PatientIdentifier", "PatientNameKey", "IdentityEvent", "PatientStatus", "IdentifierStatus",
-           "VigilanceItem", "VigilanceKind", "VigilanceStatus"]
+           "VigilanceItem", "VigilanceKind", "VigilanceStatus", "PatientVisit"]
 
 
 class PatientStatus:
@@ -160,3 +160,35 @@ class VigilanceItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class PatientVisit(Base):
+    """The current state of one visit of a patient (ITI-22 PDVQ, :mod:`~ihe_engine.identity.visits`), fed by the
+    PV1/PV2 of ITI-8 messages. ``visit_key`` is PV1-19 as CX text ("" for the patient's current visit when the
+    sender gives no visit number). The query fields are columns; ``pv1``/``pv2`` are the segments to answer with,
+    kept in the standard delimiters ``|^~\\&``. A merged patient's rows stay where they are: queries resolve their
+    owner to the survivor."""
+
+    __tablename__ = "patient_visit"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "visit_key"),
+        Index("ix_patient_visit_location", "point_of_care", "room", "bed"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    visit_key: Mapped[str] = mapped_column(String(250), default="")
+    visit_number: Mapped[str] = mapped_column(String(200), default="", index=True)
+    patient_class: Mapped[str] = mapped_column(String(20), default="", index=True)
+    point_of_care: Mapped[str] = mapped_column(String(80), default="")
+    room: Mapped[str] = mapped_column(String(80), default="")
+    bed: Mapped[str] = mapped_column(String(80), default="")
+    facility: Mapped[str] = mapped_column(String(200), default="", index=True)
+    attending_id: Mapped[str] = mapped_column(String(200), default="", index=True)
+    attending_family_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    hospital_service: Mapped[str] = mapped_column(String(80), default="", index=True)
+    admitted_at: Mapped[str] = mapped_column(String(26), default="")
+    discharged_at: Mapped[str] = mapped_column(String(26), default="")
+    pv1: Mapped[str] = mapped_column(Text)
+    pv2: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -181,6 +181,30 @@ def test_iti46_reaches_an_https_consumer_that_requires_our_certificate(runtime, 
     assert sink.alerts() == []
 
 
+def test_iti46_ignores_a_proxy_in_the_environment(runtime, node_tls, pki, sink, monkeypatch):
+    """A proxy would get urllib3's default context (system CAs, no client certificate): the environment is not
+    read, so the delivery still goes straight to the consumer with our certificate."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    consumer = HTTPSConsumer(pki.server.cert, pki.server.key, pki.ca)
+    try:
+        outbound = iti46_sender(runtime, node_tls, consumer.port)
+        assert outbound.attempt() == 1
+    finally:
+        consumer.close()
+    assert consumer.peer_names == ["client.example.test"]
+    assert queued(runtime, outbound.queue) == []
+
+
+def test_the_https_adapter_refuses_to_go_through_a_proxy(node_tls):
+    import requests
+
+    session = requests.Session()
+    session.mount("https://", https_adapter(node_tls))
+    with pytest.raises(ConfigurationError, match="proxies"):
+        session.post("https://127.0.0.1:9/x", data=b"", proxies={"https": "http://127.0.0.1:9"})
+
+
 def test_audit_records_reach_a_tls_arr_that_requires_our_certificate(runtime, node_tls, pki, sink):
     arr = OpenSSLServer(pki.server.cert, pki.server.key, pki.ca)
     try:

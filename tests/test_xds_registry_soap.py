@@ -95,6 +95,26 @@ def test_failure_is_a_registry_response_not_a_fault(server, rs_schema):
     assert record.objects[0].object_id == stranger
 
 
+def test_a_failed_commit_is_audited_once_as_a_failure(server, rs_schema, monkeypatch):
+    """The record queued in the transaction comes back as rolled back; the handler adds no second one."""
+    from sqlalchemy.exc import OperationalError
+
+    from ihe_engine.storage import UnitOfWork
+
+    url, runtime = server
+
+    def failing_commit(self):
+        raise OperationalError("COMMIT", None, Exception("disk I/O error"))
+
+    monkeypatch.setattr(UnitOfWork, "commit", failing_commit)
+    body = registry_response(post(url, one_document(ALICE, ss_uid="1.2.3.701")), rs_schema)
+    assert body.get("status") == c.RESPONSE_FAILURE
+    assert stored_objects(runtime) == 0
+    [record] = runtime.audit.records
+    assert record.outcome == 8 and "rolled back" in record.outcome_description
+    assert record.objects[1].object_id == "1.2.3.701"
+
+
 def test_malformed_metadata_is_a_metadata_error(server, rs_schema):
     url, runtime = server
     package = b'<rim:RegistryPackage id="P"/>'

@@ -51,7 +51,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSS
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from urllib3.contrib.pyopenssl import WrappedSocket
-from urllib3.util import wait_for_read
+from urllib3.util import wait_for_read, wait_for_write
 from zope.interface import implementer
 
 from ..errors import ConfigurationError
@@ -600,6 +600,9 @@ def _blocking_handshake(connection: SSL.Connection, sock: Any) -> None:
         except SSL.WantReadError:
             if not wait_for_read(sock, sock.gettimeout()):
                 raise TimeoutError("the TLS handshake timed out") from None
+        except SSL.WantWriteError:  # a full send buffer is not a refusal
+            if not wait_for_write(sock, sock.gettimeout()):
+                raise TimeoutError("the TLS handshake timed out") from None
 
 
 class _MutualTLSAdapter(HTTPAdapter):
@@ -620,6 +623,12 @@ class _MutualTLSAdapter(HTTPAdapter):
             raise ConfigurationError("https clients of this node take their trust and certificate from "
                                      "--tls-ca/--tls-cert, not from verify= or cert=")
         return super().send(request, *args, verify=True, cert=None, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """A proxy would get a connection pool without our context (system CAs, no client certificate): the
+        node's https clients never go through one."""
+        raise ConfigurationError(f"https clients of this node do not use proxies (asked to use {proxy!r}); "
+                                 "unset HTTPS_PROXY/ALL_PROXY for the engine")
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         """requests would point urllib3 at its own CA bundle (certifi); our context is the only source of trust."""

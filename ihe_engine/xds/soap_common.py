@@ -32,7 +32,8 @@ from .model import Submission
 __all__ = [
     "OUTCOME_SUCCESS", "OUTCOME_REFUSED", "OUTCOME_INTERNAL", "IMPORT", "SOURCE_ROLE", "DESTINATION_ROLE",
     "PATIENT_NUMBER", "SUBMISSION_SET_ID", "TransactionWording", "HandlerOutcome", "RegistryResponseHandler",
-    "failure_response", "describe_errors", "emit_audit", "soap_peer_source", "endpoint_destination",
+    "failure_response", "describe_errors", "AuditedCommitFailure", "commit_reporting_rollback", "emit_audit",
+    "soap_peer_source", "endpoint_destination",
     "patient_object", "submission_objects",
 ]
 
@@ -129,7 +130,7 @@ class RegistryResponseHandler(Generic[S]):
         with self.runtime.uow() as uow:
             outcome = HandlerOutcome(work(uow), indicator, subject, audited=True)
             self.audit_in(uow.session, request, outcome)
-            uow.commit()
+            commit_reporting_rollback(uow)
         return outcome
 
     def audit_in(self, session: Any, request: SoapRequest, outcome: HandlerOutcome[S]) -> None:
@@ -147,12 +148,32 @@ class RegistryResponseHandler(Generic[S]):
         try:
             subject = self.parse(request.payload)
             return self.run(subject, request)
+        except AuditedCommitFailure as failed:  # the rollback already reported the record as failed
+            response, indicator = failure_response(failed.cause, self.wording)
+            return HandlerOutcome(response, indicator, subject, audited=True)
         except Exception as exc:  # every failure is a Failure RegistryResponse, see failure_response
             response, indicator = failure_response(exc, self.wording)
             return HandlerOutcome(response, indicator, subject)
 
     def _audit(self, request: SoapRequest, outcome: HandlerOutcome[S], description: str | None) -> None:
         emit_audit(self.runtime, lambda: self.audit_record(request, outcome, description))
+
+
+class AuditedCommitFailure(Exception):
+    """The commit failed after the work's audit record was queued in its transaction: the rollback emitted that
+    record as failed, so whoever answers must not audit the failure a second time."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def commit_reporting_rollback(uow: Any) -> None:
+    """``uow.commit()``; a failure is raised as :class:`AuditedCommitFailure` (its cause attached)."""
+    try:
+        uow.commit()
+    except Exception as exc:
+        raise AuditedCommitFailure(exc) from exc
 
 
 def failure_response(exc: Exception, wording: TransactionWording) -> tuple[RegistryResponse, int]:

@@ -87,6 +87,8 @@ class Iti44Feed(V3Handler):
         except V3Refusal as refusal:
             self.emit(self._records(request, transmission, subject, OUTCOME_REFUSED, str(refusal)))
             return ack_message(transmission, refusal.ack_code, refusal.details)
+        except _ReportedCommitFailure as failed:
+            return ack_message(transmission, "AE", internal_refusal(self.transaction, failed.cause).details)
         except Exception as exc:  # storage down, a bug: AE 207, nothing kept (the unit of work rolled back)
             refusal = internal_refusal(self.transaction, exc)
             self.emit(self._records(request, transmission, subject, OUTCOME_INTERNAL, str(refusal)))
@@ -132,7 +134,10 @@ class Iti44Feed(V3Handler):
             except IdentityRefusal as refusal:
                 raise _as_v3(refusal, subject) from None
             self.emit_with(uow.session, success_records)
-            uow.commit()
+            try:
+                uow.commit()
+            except Exception as exc:  # the rollback reported the records as failed: answer without a second one
+                raise _ReportedCommitFailure(self.transaction, exc) from exc
         return notes
 
     def _change(self, references: CrossReferences, subject: PatientFeed | PatientMerge,
@@ -165,6 +170,14 @@ class Iti44Feed(V3Handler):
             subsumed = subject.subsumed.cx.to_hl7() if isinstance(subject, PatientMerge) else ""
             return [record("D", subsumed), record("U", patient)]
         return [record(_ACTIONS[self.interaction], patient)]
+
+
+class _ReportedCommitFailure(Exception):
+    """The commit failed after the success records were queued in its transaction (reported as rolled back)."""
+
+    def __init__(self, transaction: str, cause: Exception) -> None:
+        super().__init__(f"{transaction}: {cause}")
+        self.cause = cause
 
 
 def iti44_operations(runtime: Any, settings: Hl7v3Settings | None = None, *, notifier: Any = None

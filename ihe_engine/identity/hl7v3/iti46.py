@@ -206,6 +206,7 @@ class PixV3UpdateSender:
                                    max_backoff=max_backoff)
         self.poll_interval, self.timeout = poll_interval, timeout
         self.http = session or requests.Session()
+        self.http.trust_env = False  # no proxy, CA bundle or netrc from the environment: the node's TLS rules only
         if tls_config is not None:
             from ...transport.tls import https_adapter
 
@@ -256,6 +257,7 @@ class PixV3UpdateSender:
         envelope = etree.tostring(request_envelope(payload, UPDATE_ACTION, to=consumer.url), encoding="utf-8")
         try:
             answer = self.http.post(consumer.url, data=envelope, timeout=self.timeout, stream=True,
+                                    allow_redirects=False,  # a redirect could send the patient data elsewhere
                                     headers={"Content-Type": "application/soap+xml; charset=utf-8"})
             try:
                 reply = read_response(answer)

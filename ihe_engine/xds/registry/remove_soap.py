@@ -25,7 +25,8 @@ from ...soap.endpoint import Operation, SoapRequest
 from .. import constants as c
 from ..errors import XDS_REGISTRY_METADATA_ERROR, XdsError, registry_response
 from ..soap_common import (OUTCOME_REFUSED, OUTCOME_SUCCESS, HandlerOutcome, RegistryResponseHandler,
-                           TransactionWording, endpoint_destination, patient_object, soap_peer_source)
+                           TransactionWording, commit_reporting_rollback, endpoint_destination, patient_object,
+                           soap_peer_source)
 from .actor import DocumentRegistry
 from .remove import KIND_NAMES, remove_objects
 from .store import RegistryStore, StoredObject
@@ -97,7 +98,7 @@ class RemoveMetadataHandler(RegistryResponseHandler[_Removal]):
                 return HandlerOutcome(registry_response(refusal.errors), OUTCOME_REFUSED, _Removal(requested, known))
             outcome = HandlerOutcome(registry_response(), OUTCOME_SUCCESS, _Removal(requested, removed), audited=True)
             self.audit_in(uow.session, request, outcome)
-            uow.commit()
+            commit_reporting_rollback(uow)
         return outcome
 
     def audit_record(self, request: SoapRequest, outcome: HandlerOutcome[_Removal], description: str | None

@@ -101,8 +101,12 @@ def test_each_token_reaches_only_its_scopes(engine):
 
 def test_refusals_are_security_alerts_and_uses_name_the_token(engine):
     call(engine.base + "/api/identity/queue", token="a-token-nobody-issued")
-    alerts = wait_for(engine, {"type": "110113"}, lambda event: "unknown bearer token" in event.get("outcomeDesc", ""))
-    assert "/api/identity/queue" in alerts["outcomeDesc"]
+    failed_login = wait_for(engine, {"type": "110114"},
+                            lambda event: "unknown bearer token" in event.get("outcomeDesc", ""))
+    assert "/api/identity/queue" in failed_login["outcomeDesc"] and failed_login["outcome"] == "4"
+    call(engine.base + "/api/identity/queue/1/reject", token=READER, body={"by": "someone"})
+    restricted = wait_for(engine, {"type": "110113"}, lambda event: "identity:decide" in event.get("outcomeDesc", ""))
+    assert restricted["subtype"][0]["code"] == "110132"
     used = wait_for(engine, {"type": "110101"}, lambda event: any(
         agent.get("who", {}).get("identifier", {}).get("value") == "token:auditor" for agent in event["agent"]))
     assert used["type"]["code"] == "110101"
@@ -122,9 +126,22 @@ def wait_for(engine, params: dict, matches) -> dict:
         time.sleep(0.05)
 
 
-def test_a_certified_tls_peer_needs_no_token_and_loopback_is_the_default(tmp_path, pki):
+def test_methods_the_api_does_not_serve_are_405_before_any_check(engine):
+    for method in ("PUT", "DELETE", "PATCH"):
+        request = urllib.request.Request(engine.base + "/api/identity/queue/1/accept", method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=WAIT)
+        assert refused.value.code == 405, method
+    assert call(engine.base + "/fhir/AuditEvent", token=AUDITOR)[0] == 200  # and HEAD counts as GET:
+    head = urllib.request.Request(engine.base + "/fhir/AuditEvent", method="HEAD")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(head, timeout=WAIT)
+    assert refused.value.code == 401
+
+
+def test_certified_peers_and_loopback_only_when_turned_on(tmp_path, pki):
     config = tmp_path / "engine.toml"
-    config.write_text("[api]\nallow_loopback = false\n")
+    config.write_text("[api]\nallow_certified_peers = true\n")
     engine = start_engine(tmp_path / "tls", "--host", "127.0.0.1", "--config", str(config), "--tls-cert",
                           str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-ca", str(pki.ca))
     try:
@@ -134,11 +151,18 @@ def test_a_certified_tls_peer_needs_no_token_and_loopback_is_the_default(tmp_pat
         assert call(base + "/api/identity/queue", context=context)[0] == 200
     finally:
         engine.stop()
-    plain = start_engine(tmp_path / "plain")  # no [api] section: the administrator's own machine may call
+    plain = start_engine(tmp_path / "plain")  # no [api] section: closed, even to this machine
     try:
-        assert call(plain.url("health").rsplit("/health", 1)[0] + "/api/identity/queue")[0] == 200
+        assert call(plain.url("health").rsplit("/health", 1)[0] + "/api/identity/queue")[0] == 401
     finally:
         plain.stop()
+    local = tmp_path / "local.toml"
+    local.write_text("[api]\nallow_loopback = true\n")
+    loopback = start_engine(tmp_path / "loopback", "--config", str(local))
+    try:
+        assert call(loopback.url("health").rsplit("/health", 1)[0] + "/api/identity/queue")[0] == 200
+    finally:
+        loopback.stop()
 
 
 @pytest.mark.parametrize("section, message", [

@@ -34,7 +34,9 @@ PDQ_PATIENT = "24^^^MPI&2.16.840.1.113883.3.37.4.1.1.2.1.1&ISO^PI"
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("arr") / "var"
-    engine = start_engine(data_dir)
+    config = data_dir.parent / "engine.toml"
+    config.write_text("[api]\nallow_loopback = true\n")  # the API is closed by default (tests/test_api_access.py)
+    engine = start_engine(data_dir, "--config", str(config))
     engine.data_dir = data_dir
     yield engine
     engine.stop()

@@ -191,7 +191,10 @@ def adt(control_id: str, pid3: str, family: str) -> str:
 
 
 def test_http_api_on_the_real_serve(database, tmp_path):
-    engine = start_engine(tmp_path / "data", "--db-url", database.url.render_as_string(hide_password=False))
+    config = tmp_path / "engine.toml"
+    config.write_text("[api]\nallow_loopback = true\n")  # the API is closed by default (tests/test_api_access.py)
+    engine = start_engine(tmp_path / "data", "--db-url", database.url.render_as_string(hide_password=False),
+                          "--config", str(config))
     try:
         host, port = engine.host_port("mllp")
         with MLLPClient(host, port) as client:

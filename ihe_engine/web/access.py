@@ -4,15 +4,18 @@ These APIs change identity links and show who accessed whose record, so every re
 guide's rule: every access is authenticated). A request is let in when it shows one of:
 
 * a bearer token (``Authorization: Bearer ...``) configured with the scope the request needs;
-* a client certificate the TLS listener verified (ITI-19 node authentication), unless turned off;
-* a loopback peer (the administrator on the engine's own machine), unless turned off.
+* when turned on, a client certificate the TLS listener verified (ITI-19 node authentication): every scope;
+* when turned on, a loopback peer (the administrator on the engine's own machine): every scope. Never turn it on
+  behind a reverse proxy or TLS terminator on the same host: every remote caller would be loopback.
 
-Anything else gets 401 (no or unknown credentials) or 403 (a token without the scope), a JSON error, and a
-Security Alert audit record (110113). The tokens themselves are never stored, only their SHA-256::
+Anything else gets 401 (no or unknown credentials: a User Authentication audit record, 110114/Login, outcome 4)
+or 403 (a token without the scope: a Security Alert, 110113/Use of Restricted Function), with a JSON error.
+Methods the API does not serve are 405 before any check. The tokens themselves are never stored, only their
+SHA-256::
 
   [api]
-  allow_loopback = true           # default true
-  allow_certified_peers = true    # default true (only meaningful when TLS is configured)
+  allow_loopback = false          # default false
+  allow_certified_peers = false   # default false (only meaningful when TLS is configured)
   [[api.tokens]]
   name = "vigilance-desk"         # the principal named in audit records
   sha256 = "9f86d08..."           # printf %s "$TOKEN" | sha256sum
@@ -31,6 +34,7 @@ from typing import Any, Mapping
 
 from twisted.web.resource import Resource
 
+from ..audit.hook import SECURITY_ALERT, AuditRecord, Participant
 from ..errors import ConfigurationError
 
 __all__ = ["ApiAccess", "ApiToken", "Guarded", "SCOPES", "principal_of"]
@@ -38,6 +42,9 @@ __all__ = ["ApiAccess", "ApiToken", "Guarded", "SCOPES", "principal_of"]
 log = logging.getLogger("ihe_engine.web.access")
 
 SCOPES = frozenset({"identity:read", "identity:decide", "audit:read"})
+_USER_AUTHENTICATION = ("110114", "DCM", "User Authentication")
+_LOGIN = ("110122", "DCM", "Login")
+_RESTRICTED = ("110132", "DCM", "Use of Restricted Function")
 _PRINCIPAL = "ihe_principal"
 
 
@@ -51,8 +58,8 @@ class ApiToken:
 @dataclass(frozen=True)
 class ApiAccess:
     tokens: tuple[ApiToken, ...] = ()
-    allow_loopback: bool = True
-    allow_certified_peers: bool = True
+    allow_loopback: bool = False
+    allow_certified_peers: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ApiAccess":
@@ -62,9 +69,13 @@ class ApiAccess:
         unknown = set(section) - {"tokens", "allow_loopback", "allow_certified_peers"}
         if unknown:
             raise ConfigurationError(f"[api] has unknown keys: {', '.join(sorted(unknown))}")
-        return cls(tokens=tuple(_token(entry) for entry in section.get("tokens", ())),
-                   allow_loopback=_flag(section, "allow_loopback"),
-                   allow_certified_peers=_flag(section, "allow_certified_peers"))
+        access = cls(tokens=tuple(_token(entry) for entry in section.get("tokens", ())),
+                     allow_loopback=_flag(section, "allow_loopback"),
+                     allow_certified_peers=_flag(section, "allow_certified_peers"))
+        if access.allow_loopback:
+            log.warning("[api] allow_loopback: any process on this host (and any caller behind a local proxy) "
+                        "may decide identity links and read the audit log")
+        return access
 
     def decide(self, request: Any, scope: str) -> tuple[int, str]:
         """(0, principal) when ``request`` may use ``scope``; else (401 or 403, why)."""
@@ -75,7 +86,7 @@ class ApiAccess:
             return 0, "tls-client:" + _host(request)
         if self.allow_loopback and _is_loopback(_host(request)):
             return 0, "loopback"
-        return 401, "authentication required: a bearer token, or a client certificate over mutual TLS"
+        return 401, "authentication required: a bearer token with the scope (see [api] in the configuration)"
 
     def _by_token(self, header: str, scope: str) -> tuple[int, str]:
         kind, _, presented = header.strip().partition(" ")
@@ -101,25 +112,39 @@ class Guarded(Resource):
         self.resource, self.scopes, self.access, self.runtime = resource, dict(scopes), access, runtime
 
     def render(self, request):  # type: ignore[no-untyped-def]
-        scope = self.scopes.get(request.method, self.scopes.get(b"GET", "audit:read"))
+        scope = self.scopes.get(b"GET" if request.method == b"HEAD" else request.method)
+        if scope is None:  # a method no handler serves: nothing to authorise
+            request.setHeader(b"allow", b", ".join(sorted(self.scopes)))
+            return _json(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
         status, principal = self.access.decide(request, scope)
         if status:
-            return self._refuse(request, status, principal, scope)
+            self._audit_refusal(request, status, principal, scope)
+            if status == 401:
+                request.setHeader(b"www-authenticate", b'Bearer realm="ihe-engine"')
+            return _json(request, status, principal)
         setattr(request, _PRINCIPAL, principal)
         return self.resource.render(request)
 
-    def _refuse(self, request: Any, status: int, reason: str, scope: str) -> bytes:
-        host = _host(request)
+    def _audit_refusal(self, request: Any, status: int, reason: str, scope: str) -> None:
         audit = getattr(self.runtime, "audit", None)
-        if audit is not None:
-            audit.security_alert(description=f"HTTP API {request.path.decode('ascii', 'replace')} ({scope}) "
-                                             f"refused: {reason}", peer=host,
-                                 node=getattr(self.runtime, "node_name", "") or "ihe-engine")
-        request.setResponseCode(status)
-        if status == 401:
-            request.setHeader(b"www-authenticate", b'Bearer realm="ihe-engine"')
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps({"error": reason}).encode("utf-8")
+        if audit is None:
+            return
+        host = _host(request)
+        path = request.path.decode("ascii", "replace")
+        event, event_type = (_USER_AUTHENTICATION, _LOGIN) if status == 401 else (SECURITY_ALERT, _RESTRICTED)
+        audit.emit(AuditRecord(
+            event_id=event, action="E", outcome=4, event_types=(event_type,),
+            outcome_description=f"HTTP API {path} ({scope}) refused: {reason}",
+            participants=(Participant(user_id=host, is_requestor=True, network_access_point=host),
+                          Participant(user_id=path, is_requestor=False,
+                                      alternative_user_id=getattr(self.runtime, "process_id", None),
+                                      network_access_point=getattr(self.runtime, "node_name", None)))))
+
+
+def _json(request: Any, status: int, message: str) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps({"error": message}).encode("utf-8")
 
 
 def principal_of(request: Any) -> str | None:
@@ -140,7 +165,7 @@ def _token(entry: Any) -> ApiToken:
 
 
 def _flag(section: Mapping[str, Any], key: str) -> bool:
-    value = section.get(key, True)
+    value = section.get(key, False)
     if not isinstance(value, bool):
         raise ConfigurationError(f"[api] {key} must be true or false")
     return value

@@ -233,6 +233,12 @@ def test_merged_patients_visits_follow_the_survivor(ward):
     assert groups(zv1(ward, f"{Q}|M1|@PV1.19^V3001")) == [("100", "V3001")]
     assert groups(zv1(ward, f"{Q}|M2|@PV1.7.1^D123")) == [("100", "V1001"), ("100", "V3001")]
     assert groups(zv1(ward, f"{Q}|M3|@PID.5.1.1^DURAND")) == []  # the subsumed record is not active any more
+    # the survivor then reports the inherited visit in its new bed: one row, the current one
+    adt(ward, "A08", f"1||100^^^{IPP}^PI||DUPONT^JEAN^^^^^L||19800115|M",
+        f"PV1|1|I|CARDIO^301^1^CHU||||D123^LEGER MARTIN^ANNE|||CAR|||||||||V3001^^^{VISITS}^VN")
+    assert groups(zv1(ward, f"{Q}|M4|@PV1.19^V3001")) == [("100", "V3001")]
+    assert groups(zv1(ward, f"{Q}|M5|@PV1.3.1^CARDIO~@PV1.3.2^101")) == []
+    assert groups(zv1(ward, f"{Q}|M6|@PV1.3.1^CARDIO~@PV1.3.2^301")) == [("100", "V3001")]
 
 
 def test_answer_uses_the_query_delimiters(ward):

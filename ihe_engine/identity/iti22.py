@@ -86,7 +86,7 @@ class Iti22Pdvq:
         except Refusals as exc:
             return _refuse(request, uow, context, exc.errors)
         _audit_after_commit(uow, context, [query_audit(
-            context, request, event_type=ITI22_EVENT_TYPE, patients=[match.identifiers[0].to_hl7() for match in page])])
+            context, request, event_type=ITI22_EVENT_TYPE, patients=list(dict.fromkeys(match.identifiers[0].to_hl7() for match in page)))])
         return build_rsp(request, context, message_type=_RESPONSE_TYPE, transaction="ITI-22", acknowledgment="AA",
                          query_status="OK" if page else "NF", body=_body(page, request.message, algorithm),
                          continuation=pointer)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import and_, or_, select, union_all
+from sqlalchemy import and_, delete, or_, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -105,10 +105,15 @@ def visit_columns(message: Message) -> dict[str, Any] | None:
 
 def record_visit(session: Session, patient_id: int, message: Message) -> bool:
     """Upsert the visit the message's PV1 describes for ``patient_id`` (in the caller's transaction); False, and
-    no statement, when the PV1 names no visit."""
+    no statement, when the PV1 names no visit. With a visit number, a copy of that visit still held by a record
+    merged into this patient is removed first (a second statement), so the survivor answers one, current, row."""
     columns = visit_columns(message)
     if columns is None:
         return False
+    if columns.get("visit_key"):  # the survivor now reports this visit: the subsumed record's copy is stale
+        session.execute(delete(PatientVisit).where(
+            PatientVisit.visit_key == columns["visit_key"],
+            PatientVisit.patient_id.in_(select(Patient.id).where(Patient.merged_into_id == patient_id))))
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(PatientVisit).values(patient_id=patient_id, **columns)
     updated = {name: statement.excluded[name] for name in columns if name != "visit_key"}

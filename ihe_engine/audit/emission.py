@@ -15,6 +15,13 @@ Delivery: to the local Audit Record Repository by default (:class:`LocalDelivery
 with :func:`repository.ingest` under an idempotency key, and deleted, in one transaction -- exactly once, whatever
 crashes in between), and/or to remote repositories over TLS, TCP or UDP with
 :class:`~ihe_engine.transport.syslog_twisted.SyslogSender` (at least once: syslog has no acknowledgement).
+A refused TLS handshake with a remote repository is a Security Alert, queued to the local repository only (see
+:func:`is_audit_channel_alert`: never back to a failing channel).
+
+Deliverers are woken when records reach the outbox, coalesced (:class:`Wakeup`): the first record arms a timer of
+``delivery_delay`` seconds, records committed meanwhile only count, and the delivery then takes them all in one
+transaction (at once when a full ``batch`` is waiting). Waking a deliverer per record would give every audited
+message a second transaction (claim, ingest, delete, commit) and a reactor wake-up of its own.
 
 Configuration (TOML, read from ``settings.extra["audit"]``)::
 
@@ -23,6 +30,8 @@ Configuration (TOML, read from ``settings.extra["audit"]``)::
   source_id = "engine-1"          # AuditSourceID (default: the node name)
   enterprise_site_id = "HOPITAL"  # AuditEnterpriseSiteID
   flush_interval = 0.005          # seconds a record may wait in memory before its batch is committed
+  delivery_delay = 0.1            # seconds a committed record may wait in the outbox before delivery
+                                  # (deliveries gather what arrives meanwhile: one transaction for many records)
 """
 
 from __future__ import annotations
@@ -47,16 +56,17 @@ from ..plugins import hookimpl
 from ..storage.models import QueueItem
 from ..transport.syslog import format_rfc5424, parse_rfc5424
 from . import dicom
-from .hook import AuditRecord, Participant
+from .hook import SECURITY_ALERT, AuditRecord, Participant
 from .repository import from_invalid_frame, from_syslog, ingest
 
-__all__ = ["AuditSettings", "Destination", "OutboxSink", "LocalDelivery", "start_delivery", "LOCAL_QUEUE",
-           "syslog_message"]
+__all__ = ["AuditSettings", "Destination", "OutboxSink", "LocalDelivery", "Wakeup", "start_delivery", "LOCAL_QUEUE",
+           "syslog_message", "AUDIT_CHANNEL_ALERT", "is_audit_channel_alert"]
 
 log = logging.getLogger("ihe_engine.audit")
 
 LOCAL_QUEUE = "atna-local"
 _QUEUE_ITEM = QueueItem.__table__
+_INSERT_QUEUE_ITEM = insert(_QUEUE_ITEM)  # built once: every audited message writes its record with it
 _APP_NAME = "ihe-engine"
 _MSGID = "IHE+RFC-3881"
 
@@ -92,11 +102,12 @@ class AuditSettings:
     enterprise_site_id: str | None = None
     flush_interval: float = 0.005
     batch: int = 500
+    delivery_delay: float = 0.1
 
     @classmethod
     def from_settings(cls, settings: Any) -> "AuditSettings":
         raw = dict((getattr(settings, "extra", None) or {}).get("audit") or {})
-        known = {"destinations", "source_id", "enterprise_site_id", "flush_interval", "batch"}
+        known = {"destinations", "source_id", "enterprise_site_id", "flush_interval", "batch", "delivery_delay"}
         unknown = set(raw) - known
         if unknown:
             raise ConfigurationError(f"unknown [audit] setting(s): {', '.join(sorted(unknown))}")
@@ -104,8 +115,8 @@ class AuditSettings:
         if isinstance(destinations, str):
             destinations = [destinations]
         parsed = cls(destinations=tuple(Destination.parse(d) for d in destinations), **raw)
-        if parsed.flush_interval < 0 or parsed.batch < 1:
-            raise ConfigurationError("[audit] flush_interval must be >= 0 and batch >= 1")
+        if parsed.flush_interval < 0 or parsed.delivery_delay < 0 or parsed.batch < 1:
+            raise ConfigurationError("[audit] flush_interval and delivery_delay must be >= 0, batch >= 1")
         return parsed
 
 
@@ -145,8 +156,9 @@ class OutboxSink:
         self._stopping = False
         self._in_transactions: dict[int, set[str]] = {}
         """Records queued inside an actor's transaction, by identity, until it commits or rolls back."""
-        self.on_written: list[Callable[[set[str]], None]] = []
-        """Called from the writer thread after each commit with the queue names written."""
+        self.on_written: list[Callable[[set[str], int], None]] = []
+        """Called after records reach the outbox (writer thread, or the thread that committed them with its own
+        transaction) with the queue names written and how many records."""
 
     @hookimpl
     def ihe_audit_record(self, record: AuditRecord) -> None:
@@ -155,7 +167,7 @@ class OutboxSink:
             if queued is None:
                 self._unwritten += 1
         if queued is not None:  # already in the outbox with its transaction, which has committed
-            self._notify(queued)
+            self._notify(queued, 1)
             return
         with self._lock:
             if self._thread is None:
@@ -168,7 +180,7 @@ class OutboxSink:
         """Put ``records`` in the outbox inside the caller's transaction (durable when it commits)."""
         rows = [row for record in records for row in self._rows(record)]
         if rows:
-            session.connection().execute(insert(_QUEUE_ITEM), rows)
+            session.connection().execute(_INSERT_QUEUE_ITEM, rows)
 
     @hookimpl
     def ihe_audit_records_in_transaction(self, session: Session, records: Sequence[AuditRecord]) -> bool:
@@ -261,12 +273,12 @@ class OutboxSink:
                           error)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._notify({row["queue"] for row in rows})
+        self._notify({row["queue"] for row in rows}, len(batch))
 
-    def _notify(self, queues: set[str]) -> None:
+    def _notify(self, queues: set[str], count: int) -> None:
         for callback in list(self.on_written):
             try:
-                callback(queues)
+                callback(queues, count)
             except Exception:
                 log.exception("audit outbox notification failed")
 
@@ -274,7 +286,7 @@ class OutboxSink:
         from ..storage.uow import UnitOfWork
 
         with UnitOfWork(self.db.sessions) as uow:
-            uow.session.connection().execute(insert(_QUEUE_ITEM), rows)
+            uow.session.connection().execute(_INSERT_QUEUE_ITEM, rows)
             uow.commit()
 
     def _rows(self, record: AuditRecord) -> list[dict[str, Any]]:
@@ -283,7 +295,10 @@ class OutboxSink:
                                  process_id=self.process_id)
         now = datetime.now(timezone.utc)
         rows = []
+        local_only = is_audit_channel_alert(record)
         for destination in self.settings.destinations:
+            if local_only and destination.protocol != "local":
+                continue
             payload = message
             if destination.protocol == "local":
                 payload = uuid.uuid4().hex.encode("ascii") + b" " + message  # the idempotency key travels along
@@ -292,11 +307,59 @@ class OutboxSink:
         return rows
 
 
+class Wakeup:
+    """Calls ``pump`` on the reactor ``delay`` seconds after records are announced, once for all announced meanwhile.
+
+    ``announce`` is thread-safe and cheap: only the first record after a pump crosses to the reactor (to arm the
+    timer), and one more when ``batch`` records are waiting (pump at once: a full delivery is ready). What the
+    pump misses (records committed while it runs) was announced after it was fired, so it arms the next timer:
+    nothing is left behind, and the poll of :class:`LocalDelivery` still sweeps what a crash left.
+    """
+
+    def __init__(self, reactor: Any, pump: Callable[[], Any], *, delay: float, batch: int) -> None:
+        self.reactor, self.pump, self.delay, self.batch = reactor, pump, delay, batch
+        self._lock = threading.Lock()
+        self._announced = 0
+        self._armed = False  # a timer is set, or the call setting it is on its way to the reactor
+        self._hurried = False  # the call pumping at once (a full batch) is on its way
+        self._timer: Any = None
+
+    def announce(self, count: int = 1) -> None:
+        with self._lock:
+            self._announced += count
+            arm, hurry = not self._armed, self._announced >= self.batch and not self._hurried
+            self._armed, self._hurried = True, self._hurried or hurry
+        if arm:
+            self.reactor.callFromThread(self._arm)
+        if hurry:
+            self.reactor.callFromThread(self._fire)
+
+    def cancel(self) -> None:
+        """Drop a pending timer (shutdown: the deliverer's own stop pumps once more)."""
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _arm(self) -> None:
+        if self._timer is None and self._armed:
+            self._timer = self.reactor.callLater(self.delay, self._fire)
+
+    def _fire(self) -> None:
+        self.cancel()
+        with self._lock:
+            if not self._armed:
+                return  # a hurried pump and the timer both came: one pump is enough
+            self._armed = self._hurried = False
+            self._announced = 0
+        self.pump()
+
+
 class LocalDelivery:
     """Moves outbox records into this engine's repository, exactly once (claim, ingest, delete: one transaction).
 
     Every worker runs one; on PostgreSQL they claim disjoint rows (``SKIP LOCKED``), on SQLite writers take turns.
-    Pumped after each outbox commit and every ``poll_interval`` seconds (records left by a crashed process).
+    Pumped when records reach the outbox (gathered by a :class:`Wakeup`) and every ``poll_interval`` seconds
+    (records left by a crashed process or another worker).
     """
 
     def __init__(self, runtime: Any, *, batch: int = 500, poll_interval: float = 1.0) -> None:
@@ -396,17 +459,21 @@ def start_delivery(runtime: Any, sink: OutboxSink, settings: AuditSettings) -> l
     local: LocalDelivery | None = None
     for destination in settings.destinations:
         if destination.protocol == "local":
-            local = LocalDelivery(runtime)
+            local = LocalDelivery(runtime, batch=settings.batch)
             local.start()
             started.append(local)
         else:
             started.append(_remote_sender(runtime, destination))
 
-    def wake(queues: set[str]) -> None:
-        for delivery in started:
-            name = LOCAL_QUEUE if isinstance(delivery, LocalDelivery) else delivery.queue
-            if name in queues:
-                reactor.callFromThread(delivery.pump)
+    wakeups = {(LOCAL_QUEUE if isinstance(delivery, LocalDelivery) else delivery.queue):
+               Wakeup(reactor, delivery.pump, delay=settings.delivery_delay, batch=getattr(delivery, "batch", 500))
+               for delivery in started}
+
+    def wake(queues: set[str], count: int) -> None:
+        for name in queues:
+            wakeup = wakeups.get(name)
+            if wakeup is not None:
+                wakeup.announce(count)
 
     sink.on_written.append(wake)
     if any(destination.protocol != "local" for destination in settings.destinations):
@@ -421,6 +488,8 @@ def start_delivery(runtime: Any, sink: OutboxSink, settings: AuditSettings) -> l
         from twisted.internet.threads import deferToThread
 
         yield deferToThread(sink.flush, 10.0)
+        for wakeup in wakeups.values():
+            wakeup.cancel()
         for delivery in started:
             try:
                 yield delivery.stop()
@@ -443,9 +512,31 @@ def _remote_sender(runtime: Any, destination: Destination) -> Any:
                                      f"{destination.port} needs this node's TLS certificate (--tls-cert ...)")
         tls_config = TLSConfig.from_settings(runtime.settings)
     sender = SyslogSender(runtime, queue=destination.queue, host=destination.host, port=destination.port,
-                          protocol=destination.protocol, tls_config=tls_config)
+                          protocol=destination.protocol, tls_config=tls_config,
+                          on_tls_failure=_audit_channel_alert(runtime, destination))
     sender.start()
     return sender
+
+
+AUDIT_CHANNEL_ALERT = "audit destination "
+"""How the Security Alerts about a remote audit destination's channel begin (see :func:`is_audit_channel_alert`)."""
+
+
+def is_audit_channel_alert(record: AuditRecord) -> bool:
+    """A Security Alert about a remote audit destination (its TLS handshake refused) is queued to the local
+    repository only: queued to that destination it would fail again and raise another alert, and two failing
+    destinations would feed each other alerts without end."""
+    return (record.event_id == SECURITY_ALERT
+            and (record.outcome_description or "").startswith(AUDIT_CHANNEL_ALERT))
+
+
+def _audit_channel_alert(runtime: Any, destination: Destination) -> Callable[[str, str], None]:
+    def report(peer: str, reason: str) -> None:
+        runtime.audit.security_alert(
+            description=f"{AUDIT_CHANNEL_ALERT}{destination.protocol}://{destination.host}:{destination.port}: "
+                        f"{reason}", peer=peer, node=runtime.node_name)
+
+    return report
 
 
 def _purge_delivered(runtime: Any) -> int:

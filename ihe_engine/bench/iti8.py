@@ -107,6 +107,21 @@ def populated_count(db_url: str) -> int:
         db.dispose()
 
 
+def stored_patients(db_url: str) -> int:
+    """Every patient record in the store (populated ones and those earlier runs' A01s created)."""
+    from sqlalchemy import func, select
+
+    from ..identity.tables import Patient
+    from ..storage import Database
+
+    db = Database(db_url)
+    try:
+        with db.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(Patient)).scalar_one()
+    finally:
+        db.dispose()
+
+
 def populate_to(db_url: str, patients: int, *, batch: int = 5000,
                 progress=print) -> dict:  # type: ignore[no-untyped-def]
     """Add populated patients until ``patients`` exist, then ANALYZE; returns what it did and how long it took."""
@@ -186,7 +201,7 @@ def bench_feed(engine, frames: Sequence[bytes], *, connections: int,  # type: ig
 def _serve(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .cli import launch
 
-    command = serve_command(args.data_dir, args.db_url, None)
+    command = serve_command(args.data_dir, args.db_url, None, engine_path=args.engine_path)
     for flag, value in (("--workers", args.workers), ("--db-threads", args.db_threads),
                         ("--hl7-batch-size", args.hl7_batch_size), ("--config", args.config)):
         if value is not None:
@@ -197,8 +212,9 @@ def _serve(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                        what=f"serve (see {args.data_dir / 'bench-serve.log'})")
 
 
-def measure(args: argparse.Namespace, patients: int, rng: random.Random) -> list[dict]:
+def measure(args: argparse.Namespace, patients: int) -> list[dict]:
     rows = []
+    rng = random.Random(f"{args.seed}:{stored_patients(_database_url(args))}")
     log, server = _serve(args)
     with log, server as engine:
         workload = FeedWorkload(populated=patients, update_share=args.update_share, rng=rng,
@@ -235,7 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db-threads", type=int, help="serve --db-threads")
     parser.add_argument("--hl7-batch-size", type=int, help="serve --hl7-batch-size (1 turns group commit off)")
     parser.add_argument("--config", type=Path, help="serve --config (a TOML file: audit destinations, linking, ...)")
-    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--engine-path", type=Path,
+                        help="serve another checkout of the engine (A/B on one store: the directory holding its "
+                             "ihe_engine package)")
+    parser.add_argument("--seed", type=int, default=8,
+                        help="workload seed, mixed with the store's patient count: a run on a store an earlier run "
+                             "grew sends new people, not the earlier run's again (which the linking policy would "
+                             "send to vigilance, every one)")
     parser.add_argument("--json", type=Path, help="also write the result rows to this file")
     return parser
 
@@ -245,12 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     from .stats import machine_description
 
     args = build_parser().parse_args(argv)
-    rng = random.Random(args.seed)
     rows: list[dict] = []
     for patients in sorted(args.patients):
         print(f"populating to {patients:,} patients", file=sys.stderr)
         rows.append(populate_to(_database_url(args), patients, progress=lambda line: print(line, file=sys.stderr)))
-        rows.extend(measure(args, patients, rng))
+        rows.extend(measure(args, patients))
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_description(), "rows": rows}, indent=2))

@@ -301,7 +301,8 @@ class IdentityStore:
             rows = self.session.execute(_lookup_statement(len(identifiers)), parameters)
             return FeedLookup(known={IdentifierKey(identifier.authority_key, identifier.value): (identifier, patient)
                                      for identifier, patient in rows}, near={})
-        rows = self.session.execute(_near_statement(len(identifiers), len(initials), bool(near_sex)), parameters)
+        rows = self.session.connection().execute(_near_statement(len(identifiers), len(initials), bool(near_sex)),
+                                                 parameters)
         keys = {cx.key for cx in identifiers}
         any_known = False
         near: dict[int, tuple[NearPatient, list[NearIdentifier]]] = {}
@@ -331,9 +332,9 @@ class IdentityStore:
         else:
             names = {name: getattr(patient, name) for name in NAME_KINDS}
             connection.execute(_DELETE_NAME_KEYS, {"patient_id": patient_id})
-        rows = name_key_rows(patient_id, names)
+        rows = _name_key_rows(patient_id, names)
         if rows:
-            connection.execute(_INSERT_NAME_KEY, rows)
+            connection.execute(_INSERT_NAME_KEYS, rows)
 
     def _rows_with_patients(self, keys: list[IdentifierKey]) -> dict[IdentifierKey, tuple[PatientIdentifier, Patient]]:
         """One query: every stored identifier among ``keys`` with its patient record.
@@ -419,7 +420,9 @@ class IdentityStore:
 _INSERT_PATIENT = Patient.__table__.insert().returning(Patient.__table__.c.id)
 _INSERT_IDENTIFIER = PatientIdentifier.__table__.insert()
 _INSERT_EVENT = IdentityEvent.__table__.insert()
-_INSERT_NAME_KEY = PatientNameKey.__table__.insert()
+_INSERT_NAME_KEYS = PatientNameKey.__table__.insert().returning(PatientNameKey.__table__.c.id)
+"""With RETURNING (ids unused), SQLAlchemy sends a patient's name keys as one multi-row INSERT ("insertmanyvalues")
+where it would otherwise run the driver's executemany: with psycopg that is a statement per row."""
 _DELETE_NAME_KEYS = PatientNameKey.__table__.delete().where(
     PatientNameKey.__table__.c.patient_id == bindparam("patient_id"))
 
@@ -434,26 +437,30 @@ def _lookup_statement(key_count: int):  # type: ignore[no-untyped-def]
 
 @functools.lru_cache(maxsize=64)
 def _near_statement(key_count: int, initial_count: int, by_sex: bool):  # type: ignore[no-untyped-def]
-    """The :meth:`IdentityStore.lookup` statement with near-match candidates: columns only, built once."""
+    """The :meth:`IdentityStore.lookup` statement with near-match candidates: columns only, built once, and of
+    table columns (plain Core: run on the connection, it skips the ORM's statement handling)."""
+    patient, identifier = Patient.__table__.c, PatientIdentifier.__table__.c
     named = or_(*(column.startswith(bindparam(f"initial_{number}"))  # search keys: no % or _
                   for number in range(initial_count)
-                  for column in (Patient.birth_name_key, Patient.family_name_key)))
-    same_sex = or_(Patient.sex.is_(None), Patient.sex == bindparam("near_sex")) if by_sex else true()
-    near = (select(PatientIdentifier.id).join(Patient, Patient.id == PatientIdentifier.patient_id)
-            .where(Patient.birth_date == bindparam("near_birth_date"), Patient.status == PatientStatus.ACTIVE,
-                   named, same_sex, PatientIdentifier.status == IdentifierStatus.ACTIVE)
+                  for column in (patient.birth_name_key, patient.family_name_key)))
+    same_sex = or_(patient.sex.is_(None), patient.sex == bindparam("near_sex")) if by_sex else true()
+    near = (select(identifier.id).join_from(PatientIdentifier.__table__, Patient.__table__,
+                                            patient.id == identifier.patient_id)
+            .where(patient.birth_date == bindparam("near_birth_date"), patient.status == PatientStatus.ACTIVE,
+                   named, same_sex, identifier.status == IdentifierStatus.ACTIVE)
             .limit(bindparam("near_limit")).subquery())
-    wanted = union_all(_by_key(key_count), select(near.c.id))
-    return (select(PatientIdentifier.authority_key, PatientIdentifier.value, PatientIdentifier.status,
-                   Patient.status, *(getattr(Patient, name) for name in NearPatient._fields))
-            .join(Patient, Patient.id == PatientIdentifier.patient_id)
-            .where(PatientIdentifier.id.in_(wanted)).order_by(PatientIdentifier.id))
+    wanted = union_all(_by_key(key_count, identifier), select(near.c.id))
+    return (select(identifier.authority_key, identifier.value, identifier.status, patient.status,
+                   *(patient[name] for name in NearPatient._fields))
+            .join_from(PatientIdentifier.__table__, Patient.__table__, patient.id == identifier.patient_id)
+            .where(identifier.id.in_(wanted)).order_by(identifier.id))
 
 
-def _by_key(key_count: int):  # type: ignore[no-untyped-def]
-    return select(PatientIdentifier.id).where(or_(false(), *(
-        and_(PatientIdentifier.authority_key == bindparam(f"authority_{number}"),
-             PatientIdentifier.value == bindparam(f"value_{number}")) for number in range(key_count))))
+def _by_key(key_count: int, identifier: Any = PatientIdentifier):  # type: ignore[no-untyped-def]
+    """The ids of the identifiers with these (authority, value) keys (``identifier``: the entity or its columns)."""
+    return select(identifier.id).where(or_(false(), *(
+        and_(identifier.authority_key == bindparam(f"authority_{number}"),
+             identifier.value == bindparam(f"value_{number}")) for number in range(key_count))))
 
 
 def _any_key(keys: Sequence[IdentifierKey]):  # type: ignore[no-untyped-def]
@@ -464,6 +471,19 @@ def _any_key(keys: Sequence[IdentifierKey]):  # type: ignore[no-untyped-def]
 def _identifier_by_key(key: IdentifierKey):  # type: ignore[no-untyped-def]
     return select(PatientIdentifier).where(PatientIdentifier.authority_key == key.authority,
                                            PatientIdentifier.value == key.value)
+
+
+def _name_key_rows(patient_id: int, names: dict[str, str | None]) -> list[dict[str, object]]:
+    """:func:`~ihe_engine.identity.names.name_key_rows`, each name's keys computed once per process: names repeat
+    (given names above all; a used name is often the birth name), and keying one (normal form, parts, French
+    Soundex) costs more than writing its rows."""
+    return [dict(row, patient_id=patient_id) for trait in NAME_KINDS if names.get(trait)
+            for row in _keys_of_one_name(trait, names[trait])]
+
+
+@functools.lru_cache(maxsize=65536)
+def _keys_of_one_name(trait: str, name: str) -> tuple[dict[str, object], ...]:
+    return tuple(name_key_rows(0, {trait: name}))
 
 
 def identifier_state(identifier_status: str, patient_status: str) -> IdentifierState:

@@ -217,7 +217,7 @@ def test_http_api_on_the_real_serve(database, tmp_path):
         assert http(base, "/api/identity/queue?status=maybe")[0] == 400
         assert http(base, "/api/identity/elsewhere")[0] == 404
         status, decided = http(base, f"/api/identity/queue/{item['id']}/accept", {"by": "eve"})
-        assert (status, decided["status"], decided["decided_by"]) == (200, "accepted", "eve")
+        assert (status, decided["status"], decided["decided_by"]) == (200, "accepted", "eve [loopback]")
         assert http(base, f"/api/identity/queue/{item['id']}/reject", {"by": "eve"})[0] == 409
         status, history = http(base, f"/api/identity/patients/history?id=B%5E%5E%5E%26{Y}%26ISO")
         assert status == 200 and history["identifiers"] == [f"A^^^&{X}&ISO", f"B^^^&{Y}&ISO"]

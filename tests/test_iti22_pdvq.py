@@ -1,10 +1,7 @@
 """ITI-22 PDVQ over a real MLLP listener with python-hl7's client (a client this project did not write): visits fed
 by ITI-8 A01/A08 PV1s, queries by location, attending doctor, visit number, name and class; paging, cancel,
-refusals, a merge; and the visit store on its own. Each on SQLite and PostgreSQL.
-
-The ITI-8 hook: until ``iti8.Iti8Feed.handle_patient`` calls :func:`~ihe_engine.identity.visits.record_visit`
-itself, :class:`FeedWithVisits` below does it right after the feed, in the same unit of work (so the visit commits
-or rolls back with the patient), with the patient the feed stored -- exactly the call iti8 is to make.
+refusals, a merge; and the visit store on its own. Each on SQLite and PostgreSQL. The visits come from the real
+ITI-8 routes (``Iti8Feed.handle_patient`` records them in the feed's unit of work).
 """
 
 from __future__ import annotations
@@ -17,8 +14,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from ihe_engine.hl7v2.message import DEFAULT_ENCODING, Encoding, parse
 from ihe_engine.identity import iti8, iti21, iti22
-from ihe_engine.identity.cx import CX
-from ihe_engine.identity.tables import Patient, PatientIdentifier, PatientVisit
+from ihe_engine.identity.tables import Patient, PatientVisit
 from ihe_engine.identity.visits import record_visit, translate
 from ihe_engine.transport.mllp_twisted import MLLPServerFactory
 from pixpdq_testing import CapturingSink, control_id, loopback_runtime, pixpdq_dispatcher
@@ -26,19 +22,6 @@ from pixpdq_testing import CapturingSink, control_id, loopback_runtime, pixpdq_d
 IPP = "IPP&1.2.250.1.71.1&ISO"
 VISITS = "HOSP&1.2.250.1.71.4&ISO"
 Q = "IHE PDVQ Query"
-
-
-class FeedWithVisits(iti8.Iti8Feed):
-    """ITI-8 with the visit hook (see the module docstring)."""
-
-    def handle_patient(self, message, uow, context):
-        answer = super().handle_patient(message, uow, context)
-        pid = message.segment("PID")
-        cx = CX.from_hl7(pid.repetitions(3)[0], pid.encoding, pid.charset)
-        patient_id = uow.session.scalar(select(PatientIdentifier.patient_id).where(
-            PatientIdentifier.authority_key == cx.authority_key, PatientIdentifier.value == cx.id))
-        record_visit(uow.session, patient_id, message)
-        return answer
 
 
 @pytest.fixture
@@ -53,7 +36,7 @@ def runtime(database, reactor_thread, tmp_path, sink):
 
 @pytest.fixture
 def port(runtime, reactor_thread):
-    dispatcher = pixpdq_dispatcher(runtime, FeedWithVisits().routes(), iti21.hl7_routes(runtime),
+    dispatcher = pixpdq_dispatcher(runtime, iti8.hl7_routes(runtime), iti21.hl7_routes(runtime),
                                    iti22.hl7_routes(runtime))
     listening = blockingCallFromThread(reactor_thread, reactor_thread.listenTCP, 0,
                                        MLLPServerFactory(dispatcher, max_message_size=1024 * 1024),

@@ -77,6 +77,7 @@ from .cx import CX, HL7_NULL, CXError
 from .linking import CrossReferences, DefaultLinkingPolicy, LinkingPolicy, Notifier, load_linking_policy
 from .rules import IdentityIssue, IdentityRules, NoIdentityRules, load_identity_rules
 from .store import Demographics, FeedEvent, IdentityRefusal, Refusal
+from .visits import record_visit
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -131,8 +132,9 @@ class Iti8Feed:
             identifiers, removed, repetitions = self._pid3(pid)
             demographics = _demographics(pid)
             warnings = self._check_identity(identifiers, repetitions, demographics.identity_reliability)
-            self.cross_references(uow).feed(identifiers, demographics, _feed_event(message),
-                                            removed_authorities=removed, expect_new=trigger != "A08")
+            outcome = self.cross_references(uow).feed(identifiers, demographics, _feed_event(message),
+                                                      removed_authorities=removed, expect_new=trigger != "A08")
+            record_visit(uow.session, outcome.result.patient_id, message)  # ITI-22: no statement without a visit
         except (TransactionError, IdentityRefusal) as exc:
             refusal = _as_transaction_error(exc, message)
             _audit_after_commit(uow, context, [_record(context, action, _first_pid3(message), refusal)])

@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..identity.vigilance import VigilanceDesk, VigilanceError
+from .access import principal_of
 
 __all__ = ["IdentityApi"]
 
@@ -67,6 +68,9 @@ class IdentityApi(Resource):
             return _error(request, 400 if path[1].isdigit() else 404, str(exc) if path[1].isdigit()
                           else f"no vigilance item {path[1].decode(errors='replace')!r}")
         accept = _DECISIONS[path[2]]
+        principal = principal_of(request)
+        if principal:  # the name typed is kept, with who was authenticated to say it
+            by = f"{by} [{principal}]"
         return self._run(request, lambda: self.desk.decide(item_id, accept=accept, by=by))
 
     def _not_found_or_wrong_method(self, request, *, allowed: bytes):  # type: ignore[no-untyped-def]

@@ -44,7 +44,8 @@ def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
     Read-only work asks for DEFERRED (``UnitOfWork(readonly=True)``) and never waits for writers (WAL).
     """
     mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
-    connection.exec_driver_sql(f"BEGIN {mode}")
+    # straight to the driver: one BEGIN per transaction does not need SQLAlchemy's statement machinery
+    connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
 
 _CHECKED_IN_AT = "ihe_checked_in_at"

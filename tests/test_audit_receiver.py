@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from ihe_engine.audit import repository as arr
@@ -102,3 +102,95 @@ def test_a_message_that_breaks_the_reader_is_stored_unread(tmp_path, monkeypatch
     assert json.loads(rows[1].problems) == ["could not be read: reader bug"]
     assert bytes(rows[1].raw) == b"<AuditMessage poison='1'/>"
     db.dispose()
+
+
+class ManualRuntime:
+    """run_blocking returns a Deferred the test fires: a batch stays "in flight" as long as the test wants."""
+
+    def __init__(self) -> None:
+        self.reactor, self.calls = Clock(), []
+
+    def run_blocking(self, function, items):
+        done = Deferred()
+        self.calls.append((items, done))
+        return done
+
+
+def test_a_second_batch_goes_in_flight_only_when_full():
+    runtime = ManualRuntime()
+    batcher = IngestBatcher(runtime, max_batch=3, delay=0.5)
+    batcher.submit(item())
+    runtime.reactor.advance(0.5)
+    assert [len(items) for items, _ in runtime.calls] == [1]
+    batcher.submit(item())
+    batcher.submit(item())
+    runtime.reactor.advance(5)
+    assert len(runtime.calls) == 1  # no timer while one is in flight: company keeps coming
+    batcher.submit(item())
+    assert [len(items) for items, _ in runtime.calls] == [1, 3]  # full: stored beside the first
+    batcher.submit(item())
+    assert len(runtime.calls) == 2  # two in flight at most
+    runtime.calls[0][1].callback([0])
+    runtime.reactor.advance(0)
+    assert [len(items) for items, _ in runtime.calls] == [1, 3, 1]
+
+
+def test_a_clean_stop_stores_everything_received_before_letting_the_reactor_stop():
+    runtime = ManualRuntime()
+    batcher = IngestBatcher(runtime, delay=0.5)
+    batcher.submit(item())
+    runtime.reactor.advance(0.5)
+    batcher.submit(item())
+    batcher.submit(item())
+    assert len(runtime.calls) == 1  # first batch in flight, two waiting for company
+    stopped = []
+    batcher.stop().addCallback(stopped.append)
+    assert len(runtime.calls) == 2 and len(runtime.calls[1][0]) == 2  # stopping: sent at once, no delay
+    batcher.submit(item())  # still arriving while stopping; both slots are busy
+    assert len(runtime.calls) == 2
+    runtime.calls[0][1].callback([0])
+    assert len(runtime.calls) == 3 and stopped == []  # sent within the same callback: no reactor turn between
+    runtime.calls[1][1].callback([1, 2])
+    assert stopped == []
+    runtime.calls[2][1].callback([3])
+    assert stopped == [None] and batcher.stored == 4
+    batcher.submit(item())  # after the stop, a late message is still sent immediately
+    assert len(runtime.calls) == 4
+
+
+def test_a_stop_gives_up_after_its_timeout_when_the_database_stays_away():
+    runtime = FlakyRuntime(failures=1000)
+    batcher = IngestBatcher(runtime, retry_delay=1.0, stop_timeout=5.0)
+    batcher.submit(item())
+    stopped = []
+    batcher.stop().addCallback(stopped.append)
+    runtime.reactor.advance(4.0)
+    assert stopped == [] and batcher.stored == 0  # still retrying
+    runtime.reactor.advance(1.0)
+    assert stopped == [None]
+
+
+def test_while_the_database_is_away_new_messages_wait_for_the_retry():
+    runtime = FlakyRuntime(failures=1)
+    batcher = IngestBatcher(runtime, max_batch=2, retry_delay=1.0)
+    batcher.submit(item())
+    batcher.submit(item())
+    assert runtime.batches == [2]  # failed
+    for _ in range(4):
+        batcher.submit(item())  # full batches, but no hammering of an absent database
+    assert runtime.batches == [2]
+    runtime.reactor.advance(1.0)
+    runtime.reactor.advance(0)
+    runtime.reactor.advance(0)
+    assert runtime.batches == [2, 2, 2, 2] and batcher.stored == 6
+
+
+def test_ingest_leaves_a_pool_thread_to_the_other_transactions():
+    from types import SimpleNamespace
+
+    def runtime(threads):
+        return SimpleNamespace(reactor=Clock(), threadpool=SimpleNamespace(max=threads))
+
+    assert IngestBatcher(runtime(2)).max_in_flight == 1  # SQLite's default pool
+    assert IngestBatcher(runtime(3)).max_in_flight == 2
+    assert IngestBatcher(runtime(16)).max_in_flight == 2  # PostgreSQL's

@@ -243,3 +243,69 @@ def test_concurrent_writers_extend_one_chain(database):
     assert errors == []
     report = verify(database)
     assert report.intact and report.checked == 400 and report.last_id == 400
+
+
+def test_record_hash_keeps_its_canonical_form():
+    """Stores written before keep verifying: sha256(prev, sorted compact JSON of the columns, raw sha256, keys)."""
+    import hashlib
+
+    columns = {"id": 7, "idempotency_key": None, "received_at": NOW, "event_time": NOW - timedelta(hours=1),
+               "event_code": "110110", "event_system": "DCM", "event_text": "Patient Récord", "action": "C",
+               "outcome": 0, "source_id": "src", "valid": 1, "problems": None, "transport": "tls", "peer": "p",
+               "hostname": None, "app_name": "a", "msgid": "IHE+RFC-3881", "raw_kind": "xml", "raw": b"<x/>",
+               "prev_hash": "ab" * 32}
+    keys = [("U", "LABO|LAB"), ("P", PATIENT_A)]
+    canonical = {name: value for name, value in columns.items() if name not in ("raw", "prev_hash")}
+    canonical.update(received_at="2026-11-22T10:00:00.000000+00:00", event_time="2026-11-22T09:00:00.000000+00:00",
+                     valid=True, raw=hashlib.sha256(b"<x/>").hexdigest(), keys=[["P", PATIENT_A], ["U", "LABO|LAB"]])
+    text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert arr.record_hash(columns, keys) == hashlib.sha256(
+        b"ab" * 32 + b"\n" + text.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("when", [NOW, datetime(5, 3, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-3))),
+                                  datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5)))])
+def test_the_sqlite_insert_writes_times_as_sqlalchemy_does(when):
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    column_type = AuditRecordRow.__table__.c.event_time.type
+    assert arr.sqlite_utc_text(when) == column_type.dialect_impl(dialect).bind_processor(dialect)(when)
+    with pytest.raises(ValueError):
+        arr.sqlite_utc_text(when.replace(tzinfo=None))
+
+
+def test_a_failed_insert_stores_nothing_and_says_why_as_sqlalchemy_does(database):
+    """The bulk insert (COPY on PostgreSQL) reports the database's refusal as SQLAlchemy's exception class, which
+    is what the receiver uses to tell "database away, retry" from "bad batch"; the transaction stores nothing."""
+    from sqlalchemy.exc import IntegrityError
+
+    store(database, [incoming(record_xml()) for _ in range(3)])
+
+    def counts():
+        with database.engine.connect() as connection:
+            return [connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in ("audit_record", "audit_index")]
+
+    before = counts()
+    with database.engine.begin() as connection:  # a head moved back: the next id already exists
+        connection.execute(text("UPDATE audit_chain SET last_id = 1"))
+    with pytest.raises(IntegrityError):
+        store(database, [incoming(record_xml()) for _ in range(2)])
+    assert counts() == before and before[0] == 3
+
+
+def test_hostile_text_is_stored_exactly_whatever_the_bulk_path(database):
+    """Tabs, newlines, backslashes, a COPY null marker and non-ASCII in indexed columns and keys come back as
+    sent (PostgreSQL stores through COPY, whose text format escapes them)."""
+    tricky = "a\tb\nc\\d \\N é\u2028"
+    xml = record_xml(event=("110110", "DCM", tricky), patients=(tricky + "^^^&1.2&ISO",), user=tricky,
+                     source="\\N")
+    xml = xml.replace(b"a\tb\nc", b"a&#9;b&#10;c")  # attribute values keep tabs and newlines only as references
+    (ident,) = store(database, [incoming(xml, hostname=None, peer="\\N")])
+    with UnitOfWork(database.sessions, readonly=True) as uow:
+        row = arr.get(uow.session, ident)
+        assert arr.verify(uow.session).intact
+    assert (row.event_text, row.source_id, row.peer, row.hostname) == (tricky, "\\N", "\\N", None)
+    assert bytes(row.raw) == xml
+    assert find(database, patient=tricky + "^^^&1.2&ISO") == [ident] and find(database, user=tricky) == [ident]

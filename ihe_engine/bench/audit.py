@@ -1,12 +1,12 @@
 """``ihe-engine bench audit {ingest,search,emission}``: the ATNA figures of issue 5.
 
 - ``ingest``: the real ``serve`` with mutual TLS (a throw-away PKI is generated), ``--connections`` TLS clients
-  (Python's ssl module) sending octet-counted ITI-20 messages as fast as the socket takes them; the rate is
-  messages *stored* per second (the clock stops when the repository holds all of them), so parsing, validation,
-  hash chain and commit are counted, not just reading.
-- ``search``: the repository brought to ``--records`` audit records over ``--patients`` patients (generated
-  messages stored with the repository's own ingest, in large batches), then FHIR-style searches for one patient
-  (newest 100 records) in process: p50/p99.
+  (Python's ssl module, or ``--client openssl``: ``openssl s_client`` processes) sending octet-counted ITI-20
+  messages as fast as the socket takes them; the rate is messages *stored* per second (the clock stops when the
+  repository holds all of them), so parsing, validation, hash chain and commit are counted, not just reading.
+- ``search``: the repository brought to ``--records`` audit records over ``--patients`` patients (the bulk loader
+  :func:`populate`: generated messages stored exactly as ingest stores them, hash chain included), then searches
+  for one patient (newest 100 records) in process and, with ``--http``, through ``GET /fhir/AuditEvent``: p50/p99.
 - ``emission``: ITI-8 round trips through ``serve`` with the durable audit outbox on (default) and off
   (``[audit] destinations = []``): the cost emission adds to an ITI-8.
 """
@@ -100,17 +100,23 @@ def make_pki(directory: Path) -> dict[str, Path]:
     return {stem: directory / f"{stem}.pem" for stem in ("ca", "server", "client")}
 
 
-def _stored_count(db_url: str) -> int:
-    from sqlalchemy import text
+class _StoredCount:
+    """The chain head's last id, polled on one pooled connection (a new engine per poll cost the machine a
+    PostgreSQL backend start 20 times a second)."""
 
-    from ..storage import Database
+    def __init__(self, db_url: str) -> None:
+        from ..storage import Database
 
-    db = Database(db_url)
-    try:
-        with db.read_connection() as connection:
+        self.db = Database(db_url)
+
+    def __call__(self) -> int:
+        from sqlalchemy import text
+
+        with self.db.read_connection() as connection:
             return connection.execute(text("SELECT last_id FROM audit_chain")).scalar() or 0
-    finally:
-        db.dispose()
+
+    def close(self) -> None:
+        self.db.dispose()
 
 
 def bench_ingest(args: argparse.Namespace) -> dict:
@@ -133,7 +139,8 @@ def bench_ingest(args: argparse.Namespace) -> dict:
                    "--tls-ca", str(pki["ca"]), "--workers", str(args.workers)]
         with open(Path(scratch) / "serve.log", "ab") as log, launch(command, stderr=log) as server:
             host, port, _ = server.address("audit-tls")
-            before = _stored_count(db_url)
+            stored_count = _StoredCount(db_url)
+            before = stored_count()
             context = ssl.create_default_context(cafile=str(pki["ca"]))
             context.load_cert_chain(str(pki["client"]), str(pki["client"].with_suffix(".key")))
             context.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -159,28 +166,80 @@ def bench_ingest(args: argparse.Namespace) -> dict:
                         tls.sendall(b"".join(chunk))
                     time.sleep(0.5)  # the server may still be reading: do not close under it
 
+            frame_files = (_frame_files(Path(scratch), payloads, share, args.connections)
+                           if args.client == "openssl" else [])
             load = os.getloadavg()[0]
             cpu_before = _cpu_seconds(server.pid)
             started = time.perf_counter()
-            threads = [threading.Thread(target=send, args=(i * share,)) for i in range(args.connections)]
+            expected = before + share * args.connections
+            if args.client == "openssl":
+                senders = _openssl_senders(frame_files, pki, host, port)
+                threads = []
+            else:
+                senders = []
+                threads = [threading.Thread(target=send, args=(i * share,)) for i in range(args.connections)]
             for thread in threads:
                 thread.start()
-            expected = before + share * args.connections
-            while _stored_count(db_url) < expected:
-                if errors:
-                    raise RuntimeError(f"a sending connection failed: {errors[0]}")
-                if time.perf_counter() - started > args.timeout:
-                    raise RuntimeError(f"only {_stored_count(db_url) - before} of {expected - before} stored")
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            cpu = _cpu_seconds(server.pid) - cpu_before
+            try:
+                while stored_count() < expected:
+                    if errors:
+                        raise RuntimeError(f"a sending connection failed: {errors[0]}")
+                    if any(sender.poll() is not None for sender in senders):
+                        raise RuntimeError(f"an openssl sender exited early: {_sender_output(senders)}")
+                    if time.perf_counter() - started > args.timeout:
+                        raise RuntimeError(f"only {stored_count() - before} of {expected - before} stored")
+                    time.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                cpu = _cpu_seconds(server.pid) - cpu_before
+            finally:
+                stored_count.close()
+                for sender in senders:
+                    sender.terminate()
+                    sender.wait()
             for thread in threads:
                 thread.join()
     total = share * args.connections
-    return {"name": f"ATNA ingest over TLS x{args.connections} (workers {args.workers})", "messages": total,
+    return {"name": f"ATNA ingest over TLS x{args.connections} (workers {args.workers}, {args.client} client)",
+            "messages": total,
             "seconds": round(elapsed, 2), "stored_per_s": round(total / elapsed),
             "server_cpu_us_per_msg": round(cpu * 1e6 / total), "load_avg_1m": round(load, 2),
             "database": "postgresql" if args.db_url and "postgres" in args.db_url else "sqlite"}
+
+
+def _frame_files(scratch: Path, payloads: list[bytes], share: int, connections: int) -> list[Path]:
+    """Each connection's share of octet-counted frames, written before the clock starts."""
+    files = []
+    for index in range(connections):
+        frames = scratch / f"frames-{index}.bin"
+        with open(frames, "wb") as handle:
+            for n in range(share):
+                handle.write(payloads[(index * share + n) % len(payloads)])
+        files.append(frames)
+    return files
+
+
+def _openssl_senders(frame_files: list[Path], pki: dict[str, Path], host: str, port: int) -> list[Any]:
+    """One ``openssl s_client`` per connection, fed a pre-built file of octet-counted frames: a sender in C that
+    costs far less CPU than the Python client, so on two cores the figure measures the server. ``-quiet``
+    implies ``-ign_eof``: each keeps its connection open after its file, until the benchmark ends it."""
+    import subprocess
+
+    senders = []
+    for frames in frame_files:
+        command = ["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", "localhost", "-tls1_2",
+                   "-cert", str(pki["client"]), "-key", str(pki["client"].with_suffix(".key")),
+                   "-CAfile", str(pki["ca"]), "-verify_return_error", "-quiet"]
+        with open(frames, "rb") as stdin:
+            senders.append(subprocess.Popen(command, stdin=stdin, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE))
+    return senders
+
+
+def _sender_output(senders: list[Any]) -> str:
+    for sender in senders:
+        if sender.poll() is not None and sender.stderr is not None:
+            return sender.stderr.read().decode("utf-8", "replace")[-500:]
+    return ""
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -210,54 +269,168 @@ def _parent(pid: str) -> int:
 # --------------------------------------------------------------------------------------------------- search
 
 
-def populate(db_url: str, records: int, patients: int, *, batch: int = 5000, progress=print) -> int:  # type: ignore
-    """Bring the repository to ``records`` records through ``repository.ingest`` (facts known, not re-parsed)."""
+def populate(db_url: str, records: int, patients: int, *, batch: int = 20_000, progress=print) -> int:  # type: ignore
+    """Bring the repository to ``records`` records, exactly as ``repository.ingest`` would store them.
+
+    The messages are :func:`generated_message`'s, written from a byte template instead of through lxml
+    (:func:`bulk_message`, the same bytes), and their facts are built from the numbers they were made from instead
+    of being re-read; :func:`repository.prepare` and :func:`repository.store_prepared` then give the columns,
+    index keys, ids and hash chain of the real ingest path. On SQLite the secondary indexes are dropped for the
+    load and rebuilt once at the end (sorting once is far cheaper than 40 M random B-tree inserts), and the load
+    runs with ``synchronous=OFF``: a benchmark store, rebuilt if the machine crashes. The test suite checks the
+    rows against the ones the real ingest stores from the same bytes.
+    """
     from sqlalchemy import text
 
-    from ..audit import dicom, repository
+    from ..audit import repository
     from ..storage import Database, UnitOfWork
 
     db = Database(db_url)
     db.upgrade()
     with db.read_connection() as connection:
         present = connection.execute(text("SELECT last_id FROM audit_chain")).scalar() or 0
+    sqlite = db.engine.dialect.name == "sqlite"
+    started, first = time.perf_counter(), present
+    if present < records and sqlite:
+        _drop_search_indexes(db)
+        _load_without_sync(db)
     rng = random.Random(present)
-    templates: dict[int, dicom.AuditFacts] = {}
-    started = time.perf_counter()
+    facts = _FactsMaker()
     while present < records:
-        known: dict[bytes, dicom.AuditFacts] = {}
-        items = []
+        prepared = []
         for number in range(present, min(records, present + batch)):
-            xml, record = generated_message(number, patients, rng)
-            kind = number % 3
-            if kind not in templates:
-                templates[kind] = dicom.analyse(xml)
-            known[xml] = _facts_like(templates[kind], record)
-            items.append(repository.Incoming(raw=xml, transport="tls", received_at=record.when, peer="10.0.0.1:1",
-                                             msgid=repository.EXPECTED_MSGID))
+            when = _EPOCH + dt.timedelta(seconds=rng.randrange(0, 365 * 86400))
+            raw = bulk_message(number, patients, when)
+            item = repository.Incoming(raw=raw, transport="tls", received_at=when, peer="10.0.0.1:1",
+                                       msgid=repository.EXPECTED_MSGID)
+            prepared.append(repository.prepare(item, lambda _raw: facts.make(number, patients, when)))
         with UnitOfWork(db.sessions) as uow:
-            repository.ingest(uow.session, items, analyse=known.__getitem__)
+            repository.store_prepared(uow.session, prepared)
             uow.commit()
-        present += len(items)
+        present += len(prepared)
         if present % 100_000 < batch:
-            progress(f"  {present} records ({present / (time.perf_counter() - started):.0f}/s)")
+            progress(f"  {present} records ({(present - first) / (time.perf_counter() - started):.0f}/s)")
+    if sqlite:
+        _create_search_indexes(db, progress)
     db.dispose()
     return present
 
 
-def _facts_like(template: Any, record: Any) -> Any:
-    """The facts of a generated message: the template's, with this record's patient, objects, users and time."""
-    objects = tuple(dataclasses.replace(template.objects[0], object_id=item.object_id)
-                    if item.type_code == 1 else dataclasses.replace(template.objects[-1], object_id=item.object_id)
-                    for item in record.objects)
-    participants = (dataclasses.replace(template.participants[0], user_id=record.participants[0].user_id,
-                                        network_access_point=record.participants[0].network_access_point),
-                    template.participants[1])
-    return dataclasses.replace(template, objects=objects, participants=participants,
-                               event_time=record.when.replace(microsecond=record.when.microsecond // 1000 * 1000))
+_DEFERRED_INDEXES = ("ix_audit_record_event_time", "ix_audit_record_event_code_time", "ix_audit_record_outcome_time",
+                     "ix_audit_record_source_time", "ix_audit_record_received_at", "ix_audit_index_lookup")
 
 
-def bench_search(args: argparse.Namespace) -> dict:
+def _load_without_sync(db: Any) -> None:
+    from sqlalchemy import event
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.execute("PRAGMA cache_size=-262144")  # 256 MiB: the id-ordered B-trees' right edges stay cached
+        cursor.close()
+
+    event.listen(db.engine, "connect", pragmas)
+    db.engine.dispose()  # pooled connections opened before the listener are replaced
+
+
+def _search_indexes() -> list[Any]:
+    from ..audit.tables import AuditIndexRow, AuditRecordRow
+
+    indexes = [*AuditRecordRow.__table__.indexes, *AuditIndexRow.__table__.indexes]
+    return [index for index in indexes if index.name in _DEFERRED_INDEXES]
+
+
+def _drop_search_indexes(db: Any) -> None:
+    with db.engine.begin() as connection:
+        for index in _search_indexes():
+            index.drop(connection, checkfirst=True)
+
+
+def _create_search_indexes(db: Any, progress: Any) -> None:
+    """The model's own Index objects, so the rebuilt indexes are the ones the migration made; one transaction each,
+    so the write-ahead log holds one index at a time, and a sampled ANALYZE (a full one reads every index)."""
+    for index in _search_indexes():
+        with db.engine.begin() as connection:
+            if connection.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                          (index.name,)).first():
+                continue
+            progress(f"  building {index.name}")
+            connection.exec_driver_sql("PRAGMA cache_size=-1000000")
+            index.create(connection)
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("PRAGMA analysis_limit=1000")
+        connection.exec_driver_sql("ANALYZE")
+
+
+_KINDS = (
+    (b"C", b"110110", b"Patient Record", b"ITI-8", b"Patient Identity Feed"),
+    (b"E", b"110112", b"Query", b"ITI-9", b"PIX Query"),
+    (b"R", b"110106", b"Export", b"ITI-43", b"Retrieve Document Set"),
+)
+_OBJECT_TEMPLATE = (b'<ParticipantObjectIdentification ParticipantObjectID="1.2.250.1.999.%d" '
+                    b'ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3"><ParticipantObjectIDTypeCode '
+                    b'csd-code="9" codeSystemName="RFC-3881" originalText="Report Number"/>'
+                    b'</ParticipantObjectIdentification>')
+
+
+def bulk_message(number: int, patients: int, when: dt.datetime) -> bytes:
+    """The bytes :func:`generated_message` encodes for ``number`` at ``when``, from a template (no lxml)."""
+    action, event, event_text, event_type, event_type_text = _KINDS[number % 3]
+    return (b"<?xml version='1.0' encoding='UTF-8'?>\n<AuditMessage><EventIdentification EventActionCode=\"%b\" "
+            b'EventDateTime="%b.000Z" EventOutcomeIndicator="0"><EventID csd-code="%b" codeSystemName="DCM" '
+            b'originalText="%b"/><EventTypeCode csd-code="%b" codeSystemName="IHE Transactions" originalText="%b"/>'
+            b'</EventIdentification><ActiveParticipant UserID="SITE%d|APP" UserIsRequestor="true" '
+            b'NetworkAccessPointID="10.0.%d.%d" NetworkAccessPointTypeCode="2"/><ActiveParticipant '
+            b'UserID="HOPITAL|ENGINE" AlternativeUserID="1" UserIsRequestor="false"/><AuditSourceIdentification '
+            b'AuditSourceID="bench-source"><AuditSourceTypeCode csd-code="4" codeSystemName="DCM" '
+            b'originalText="Application Server process or thread"/></AuditSourceIdentification>'
+            b'<ParticipantObjectIdentification ParticipantObjectID="P%d^^^&amp;1.2.250.1.213.1.4.8&amp;ISO" '
+            b'ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"><ParticipantObjectIDTypeCode '
+            b'csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/>'
+            b'</ParticipantObjectIdentification>%b</AuditMessage>') % (
+        action, when.strftime("%Y-%m-%dT%H:%M:%S").encode("ascii"), event, event_text, event_type,
+        event_type_text, number % 50, number % 250, number % 7, number % patients,
+        _OBJECT_TEMPLATE % number if number % 3 == 2 else b"")
+
+
+class _FactsMaker:
+    """What ``dicom.analyse`` reads from :func:`bulk_message`'s bytes, built from the numbers behind them: one real
+    analysis per message kind gives the constant parts (constructors with the template's other fields, because
+    ``dataclasses.replace`` cost a quarter of the load)."""
+
+    def __init__(self) -> None:
+        from ..audit import dicom
+
+        self._templates = []
+        for kind in range(3):
+            template = dicom.analyse(bulk_message(kind, 1, _EPOCH))
+            assert template.valid, template.problems
+            requestor, engine = template.participants
+            patient, *others = template.objects
+            self._templates.append((
+                _fields(template, "event_time", "participants", "objects"),
+                _fields(requestor, "user_id", "network_access_point"), engine,
+                _fields(patient, "object_id"), _fields(others[0], "object_id") if others else None))
+
+    def make(self, number: int, patients: int, when: dt.datetime) -> Any:
+        from ..audit.dicom import ActiveParticipantFacts, AuditFacts, ObjectFacts
+
+        facts, requestor, engine, patient, document = self._templates[number % 3]
+        objects = [ObjectFacts(object_id=f"P{number % patients}^^^&1.2.250.1.213.1.4.8&ISO", **patient)]
+        if document is not None:
+            objects.append(ObjectFacts(object_id=f"1.2.250.1.999.{number}", **document))
+        participants = (ActiveParticipantFacts(user_id=f"SITE{number % 50}|APP",
+                                               network_access_point=f"10.0.{number % 250}.{number % 7}",
+                                               **requestor), engine)
+        return AuditFacts(event_time=when, participants=participants, objects=tuple(objects), **facts)
+
+
+def _fields(instance: Any, *without: str) -> dict[str, Any]:
+    return {item.name: getattr(instance, item.name) for item in dataclasses.fields(instance)
+            if item.name not in without}
+
+
+def bench_search(args: argparse.Namespace) -> list[dict]:
     from ..audit import repository
     from ..storage import Database, UnitOfWork
 
@@ -269,18 +442,68 @@ def bench_search(args: argparse.Namespace) -> dict:
     latencies = []
     load = os.getloadavg()[0]
     for _ in range(args.queries):
-        patient = f"P{rng.randrange(args.patients)}^^^&1.2.250.1.213.1.4.8&ISO"
+        patient = _bench_patient(rng, args.patients)
         started = time.perf_counter()
         with UnitOfWork(db.sessions, readonly=True) as uow:
             rows = repository.search(uow.session, repository.AuditQuery(patient=patient, limit=100))
         latencies.append((time.perf_counter() - started) * 1000)
         assert rows, patient
     db.dispose()
+    store = "postgresql" if "postgres" in db_url else "sqlite"
+    results = [_latency_row(f"audit search one patient, newest 100, in process ({total} records, {args.patients} "
+                            f"patients)", latencies, load, store)]
+    if args.http:
+        results.append(_bench_search_http(args, db_url, total, store))
+    return results
+
+
+def _bench_patient(rng: random.Random, patients: int) -> str:
+    return f"P{rng.randrange(patients)}^^^&1.2.250.1.213.1.4.8&ISO"
+
+
+def _latency_row(name: str, latencies: list[float], load: float, store: str) -> dict:
     latencies.sort()
-    return {"name": f"audit search one patient, newest 100 ({total} records, {args.patients} patients)",
-            "queries": args.queries, "p50_ms": round(percentile(latencies, 0.5), 2),
-            "p99_ms": round(percentile(latencies, 0.99), 2), "load_avg_1m": round(load, 2),
-            "database": "postgresql" if "postgres" in db_url else "sqlite"}
+    return {"name": name, "queries": len(latencies), "p50_ms": round(percentile(latencies, 0.5), 2),
+            "p99_ms": round(percentile(latencies, 0.99), 2), "load_avg_1m": round(load, 2), "database": store}
+
+
+def _bench_search_http(args: argparse.Namespace, db_url: str, total: int, store: str) -> dict:
+    """The same searches as ``GET /fhir/AuditEvent?patient=..&_count=100`` on the real ``serve`` (one worker, one
+    keep-alive connection, a bearer token with the ``audit:read`` scope): search plus rendering 100 AuditEvent
+    resources from their stored messages."""
+    import hashlib
+    import http.client
+    import secrets
+    from urllib.parse import urlencode
+
+    from .cli import launch
+
+    rng = random.Random(8)
+    latencies = []
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="ihe-bench-audit-http-") as scratch:
+        config = Path(scratch) / "engine.toml"
+        config.write_text(f'[[api.tokens]]\nname = "bench"\nsha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+                          f'scopes = ["audit:read"]\n')
+        command = [sys.executable, "-m", "ihe_engine.cli", "serve", "--config", str(config), "--data-dir",
+                   str(Path(scratch) / "var"), "--db-url", db_url, "--http-port", "0", "--mllp-port", "0",
+                   "--audit-tcp-port", "0", "--audit-udp-port", "0"]
+        with open(Path(scratch) / "serve.log", "ab") as log, launch(command, stderr=log) as server:
+            host, port, _ = server.address("xds-registry")  # every HTTP path shares one port
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+            load = os.getloadavg()[0]
+            for _ in range(args.queries):
+                query = urlencode({"patient": _bench_patient(rng, args.patients), "_count": "100"})
+                started = time.perf_counter()
+                connection.request("GET", f"/fhir/AuditEvent?{query}", headers={"Authorization": f"Bearer {token}"})
+                response = connection.getresponse()
+                body = response.read()
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status != 200 or b'"AuditEvent"' not in body:
+                    raise RuntimeError(f"AuditEvent search answered {response.status}: {body[:200]!r}")
+            connection.close()
+    return _latency_row(f"audit search one patient, newest 100, GET /fhir/AuditEvent ({total} records, "
+                        f"{args.patients} patients)", latencies, load, store)
 
 
 # --------------------------------------------------------------------------------------------------- emission
@@ -337,11 +560,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--connections", type=int, default=4)
     ingest.add_argument("--workers", type=int, default=1)
     ingest.add_argument("--timeout", type=float, default=600.0)
+    ingest.add_argument("--client", choices=("python", "openssl"), default="python",
+                        help="python: TLS sockets in this process (its CPU competes with the server's); openssl: "
+                             "one `openssl s_client` per connection fed pre-built frame files")
     search = commands.add_parser("search", help="one patient's newest records among many: p50/p99")
     search.add_argument("--records", type=int, default=1_000_000)
     search.add_argument("--patients", type=int, default=100_000)
     search.add_argument("--queries", type=int, default=2000)
     search.add_argument("--data-dir", default="./var/bench-audit")
+    search.add_argument("--http", action="store_true", help="also search through GET /fhir/AuditEvent on serve")
     emission = commands.add_parser("emission", help="ITI-8 round trips with the audit outbox off and on")
     emission.add_argument("--messages", type=int, default=3000)
     emission.add_argument("--connections", type=int, default=4)
@@ -354,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "ingest":
         rows = [bench_ingest(args)]
     elif args.what == "search":
-        rows = [bench_search(args)]
+        rows = bench_search(args)
     else:
         rows = bench_emission(args)
     for row in rows:

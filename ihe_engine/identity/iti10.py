@@ -305,12 +305,9 @@ def start_pix_update_sender(runtime: Any) -> PixUpdateSender | None:
     consumers = load_consumers(runtime.settings)
     if not consumers:
         return None
-    tls_config = None
-    if runtime.settings.tls_enabled:
-        from ..transport.tls import TLSConfig
+    from ..transport.tls import node_tls_config
 
-        tls_config = TLSConfig.from_settings(runtime.settings)
-    sender = PixUpdateSender(runtime, consumers, tls_config=tls_config)
+    sender = PixUpdateSender(runtime, consumers, tls_config=node_tls_config(runtime.settings))
     sender.start()
     runtime.reactor.addSystemEventTrigger("before", "shutdown", sender.stop)
     return sender

@@ -87,7 +87,15 @@ REFUSED = 4
 
 
 class Iti21Pdq:
-    """The ITI-21 handlers: ``page_size`` when RCP-2 says nothing, ``max_page_size`` caps what it says."""
+    """The ITI-21 handlers: ``page_size`` when RCP-2 says nothing, ``max_page_size`` caps what it says.
+
+    The query outline (answer or refusal, audit, RSP) is shared with ITI-22, which changes the class attributes,
+    :meth:`_answer` and :meth:`_body`.
+    """
+
+    transaction = "ITI-21"
+    event_type = ITI21_EVENT_TYPE
+    response_type = _RESPONSE_TYPE
 
     def __init__(self, *, page_size: int = 100, max_page_size: int = 1000,
                  pointer_lifetime: timedelta = timedelta(minutes=30)) -> None:
@@ -106,12 +114,24 @@ class Iti21Pdq:
         try:
             page, pointer, algorithm = self._answer(request, uow)
         except Refusals as exc:
-            return _refuse(request, uow, context, exc.errors)
-        _audit_after_commit(uow, context, [query_audit(
-            context, request, event_type=ITI21_EVENT_TYPE, patients=[match.identifiers[0].to_hl7() for match in page])])
-        return build_rsp(request, context, message_type=_RESPONSE_TYPE, transaction="ITI-21", acknowledgment="AA",
-                         query_status="OK" if page else "NF", body=_body(page, request.message, algorithm),
-                         continuation=pointer)
+            return self._refuse(request, uow, context, exc.errors)
+        patients = list(dict.fromkeys(match.identifiers[0].to_hl7() for match in page))  # one object per patient
+        _audit_after_commit(uow, context, [query_audit(context, request, event_type=self.event_type,
+                                                       patients=patients)])
+        return build_rsp(request, context, message_type=self.response_type, transaction=self.transaction,
+                         acknowledgment="AA", query_status="OK" if page else "NF",
+                         body=self._body(page, request.message, algorithm), continuation=pointer)
+
+    def _body(self, page: list[Any], message: Message, algorithm: str | None) -> list[str]:
+        return _body(page, message, algorithm)
+
+    def _refuse(self, request: QueryRequest, uow: "UnitOfWork", context: Hl7Context,
+                errors: list[Hl7Error]) -> bytes:
+        description = "; ".join(error.text for error in errors)
+        _audit_after_commit(uow, context, [query_audit(context, request, event_type=self.event_type, patients=(),
+                                                       outcome=REFUSED, description=description)])
+        return build_rsp(request, context, message_type=self.response_type, transaction=self.transaction,
+                         acknowledgment="AE", query_status="AE", errors=errors)
 
     def _answer(self, request: QueryRequest, uow: "UnitOfWork") -> tuple[list[PatientMatch], str | None, str | None]:
         """(the page, the pointer to the next one if any, the phonetic algorithm asked); Refusals if refused."""
@@ -371,12 +391,3 @@ def _body(page: list[PatientMatch], message: Message, algorithm: str | None) -> 
             segments.append(message.encoding.field.join(
                 ["QRI", str(confidence), "", escape(algorithm, message.encoding)]))
     return segments
-
-
-def _refuse(request: QueryRequest, uow: "UnitOfWork", context: Hl7Context, errors: list[Hl7Error]) -> bytes:
-    description = "; ".join(error.text for error in errors)
-    _audit_after_commit(uow, context, [query_audit(context, request, event_type=ITI21_EVENT_TYPE, patients=(),
-                                                   outcome=REFUSED, description=description)])
-    return build_rsp(request, context, message_type=_RESPONSE_TYPE, transaction="ITI-21", acknowledgment="AE",
-                     query_status="AE", errors=errors)
-

@@ -32,17 +32,15 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TransactionError
 from ..hl7v2.ack import Hl7Error
-from ..hl7v2.dispatch import Hl7Context, Hl7Route
+from ..hl7v2.dispatch import Hl7Route
 from ..hl7v2.message import DEFAULT_ENCODING, Message, Segment, escape
-from .hl7_query import QueryRequest, build_rsp, query_audit, read_query
-from .iti21 import (REFUSED, Refusals, check_value, continuation_kind, page_size, parse_qpd, query_domains,
+from .hl7_query import QueryRequest
+from .iti21 import (Iti21Pdq, Refusals, check_value, continuation_kind, page_size, parse_qpd, query_domains,
                     saved_state)
-from .iti8 import _audit_after_commit
 from .pdq_search import QueryRefused
 from .pid_segment import build_pid
 from .visits import VisitCriteria, VisitMatch, search_visits, translate
@@ -67,29 +65,18 @@ _VISIT_PATHS = {
 }
 
 
-class Iti22Pdvq:
-    """The ITI-22 handler; page sizes and pointer lifetime as :class:`~ihe_engine.identity.iti21.Iti21Pdq`."""
+class Iti22Pdvq(Iti21Pdq):
+    """The ITI-22 handler: ITI-21's query outline, page sizes and pointer lifetime, over patient visits."""
 
-    def __init__(self, *, page_size: int = 100, max_page_size: int = 1000,
-                 pointer_lifetime: timedelta = timedelta(minutes=30)) -> None:
-        self.page_size = page_size
-        self.max_page_size = max_page_size
-        self.pointer_lifetime = pointer_lifetime
+    transaction = "ITI-22"
+    event_type = ITI22_EVENT_TYPE
+    response_type = _RESPONSE_TYPE
 
     def routes(self) -> list[Hl7Route]:
         return [Hl7Route("QBP^ZV1", self.handle_query, transaction="ITI-22", record_exchange=False)]
 
-    def handle_query(self, message: Message, uow: "UnitOfWork", context: Hl7Context) -> bytes:
-        request = read_query(message)
-        try:
-            page, pointer, algorithm = self._answer(request, uow)
-        except Refusals as exc:
-            return _refuse(request, uow, context, exc.errors)
-        _audit_after_commit(uow, context, [query_audit(
-            context, request, event_type=ITI22_EVENT_TYPE, patients=list(dict.fromkeys(match.identifiers[0].to_hl7() for match in page)))])
-        return build_rsp(request, context, message_type=_RESPONSE_TYPE, transaction="ITI-22", acknowledgment="AA",
-                         query_status="OK" if page else "NF", body=_body(page, request.message, algorithm),
-                         continuation=pointer)
+    def _body(self, page: list[Any], message: Message, algorithm: str | None) -> list[str]:
+        return _body(page, message, algorithm)
 
     def _answer(self, request: QueryRequest, uow: "UnitOfWork") -> tuple[list[VisitMatch], str | None, str | None]:
         """(the page, the pointer to the next one if any, the phonetic algorithm asked); Refusals if refused."""
@@ -178,11 +165,3 @@ def _with_set_id(pv1: str, number: int) -> str:
     if len(fields) > 1:
         fields[1] = str(number)
     return DEFAULT_ENCODING.field.join(fields)
-
-
-def _refuse(request: QueryRequest, uow: "UnitOfWork", context: Hl7Context, errors: list[Hl7Error]) -> bytes:
-    description = "; ".join(error.text for error in errors)
-    _audit_after_commit(uow, context, [query_audit(context, request, event_type=ITI22_EVENT_TYPE, patients=(),
-                                                   outcome=REFUSED, description=description)])
-    return build_rsp(request, context, message_type=_RESPONSE_TYPE, transaction="ITI-22", acknowledgment="AE",
-                     query_status="AE", errors=errors)

@@ -65,7 +65,7 @@ __all__ = [
     "OnFailure",
     "certificate_sha256",
     "identity_of",
-    "peer_identity",
+    "peer_identity", "node_tls_config",
     "server_context",
     "client_context",
     "ServerConnectionCreator",
@@ -116,6 +116,11 @@ class TLSConfig:
         return cls(cert=Path(settings.tls_cert), key=Path(settings.tls_key), ca=Path(settings.tls_ca),
                    pinned_sha256=tuple(settings.tls_pinned), crl=Path(crl) if crl else None,
                    verify_hostname=bool(getattr(settings, "tls_verify_hostname", False)))
+
+
+def node_tls_config(settings: Any) -> TLSConfig | None:
+    """The node's own TLS configuration for its clients, or None when the node has none (plain connections)."""
+    return TLSConfig.from_settings(settings) if settings.tls_enabled else None
 
 
 def _normalize_pin(pin: str) -> str:

@@ -179,12 +179,9 @@ def start_sender(runtime: Any) -> "PixV3UpdateSender | None":
     consumers = load_v3_consumers(runtime.settings)
     if not consumers:
         return None
-    tls_config = None
-    if runtime.settings.tls_enabled:
-        from ...transport.tls import TLSConfig
+    from ...transport.tls import node_tls_config
 
-        tls_config = TLSConfig.from_settings(runtime.settings)
-    sender = PixV3UpdateSender(runtime, consumers, tls_config=tls_config)
+    sender = PixV3UpdateSender(runtime, consumers, tls_config=node_tls_config(runtime.settings))
     sender.start()
     runtime.reactor.addSystemEventTrigger("before", "shutdown", sender.stop)
     return sender
